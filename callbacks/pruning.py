@@ -1,0 +1,310 @@
+"""The pruning callback: scores and masks the planted MLP at fit start and between multishot levels.
+
+Schedule (one ``fit``; the callback sets the trainer's epoch count):
+
+* singleshot (``levels=1``): train ``pre_epochs``, prune to the target, train ``post_epochs``
+  (optimizer state kept);
+* multishot (``levels=L``): ``L`` times {train ``pre_epochs``; prune to ``target ** (l / L)``; rewind
+  weights and biases to their initial planted values; reset optimizer and lr schedule}, then train
+  ``post_epochs``.
+
+Each pruning step runs ``prune_epochs`` scoring rounds (exponential or linear schedule towards the
+step's target) and keeps exactly ``round(density * n)`` parameters; pruned parameters stay pruned.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch import Tensor
+
+from plantnseek.data import STREAM_PRUNE, stream, torch_generator
+from plantnseek.errors import UsageError
+from plantnseek.masking import recovery, resolve_density, schedule_densities, shuffle_masks, topk_masks
+from plantnseek.planting import he_scaled_init
+from plantnseek.callbacks.scorers import SCORERS, Scorer, ScoringContext
+
+SCOPES = ("global", "local")
+SCHEDULES = ("exponential", "linear")
+STREAM_SCORE, STREAM_SHUFFLE, STREAM_REINIT = 10, 11, 12
+
+
+def make_scorer(pruner: str | Scorer) -> Scorer:
+    """A scorer from a built-in name, a dotted ``module.Class`` path, or an instance."""
+    if isinstance(pruner, Scorer):
+        return pruner
+    if pruner in SCORERS:
+        return SCORERS[pruner]()
+    if "." in pruner:
+        module_name, _, cls_name = pruner.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), cls_name)
+        except (ImportError, AttributeError):
+            raise UsageError(f"cannot import pruner {pruner!r}; give a built-in name or an importable Scorer class")
+        if not (isinstance(cls, type) and issubclass(cls, Scorer)):
+            raise UsageError(f"pruner {pruner!r} is not a subclass of plantnseek.callbacks.Scorer")
+        return cls()
+    raise UsageError(f"unknown pruner {pruner!r}; allowed: {', '.join(SCORERS)}, or a module.Class Scorer path")
+
+
+class Pruning(Callback):
+    """Prune the planted MLP at initialisation (singleshot) or iteratively with rewinding (multishot).
+
+    Args:
+        pruner: ``rand``, ``mag``, ``snip``, ``grasp``, ``synflow``, ``ticket`` (oracle), a dotted path to
+            a :class:`Scorer` subclass, or a Scorer instance (``class_path`` in a config).
+        sparsity: fraction of prunable parameters kept (0.1 keeps 10%); -1 keeps as many as the ticket has.
+        compression: used when ``sparsity`` is None: keep ``10 ** -compression``.
+        levels: 1 for singleshot; L > 1 for multishot with L prune-rewind levels.
+        pre_epochs: training epochs before each pruning step.
+        post_epochs: training epochs after the last pruning step.
+        prune_epochs: scoring rounds per pruning step.
+        schedule: how the kept fraction falls over the rounds: ``exponential`` or ``linear``.
+        scope: ``global`` (one ranking over all tensors) or ``local`` (each tensor keeps the fraction).
+        prune_bias: prune biases too (otherwise only weights are prunable).
+        invert: keep the lowest scores instead of the highest.
+        shuffle: after pruning, randomly permute each tensor's mask (same count, random positions).
+        reinitialize: after the last pruning step, draw fresh (unplanted) weights under the mask.
+        prune_train_mode: score with the network in train mode (no effect on this MLP; kept for parity).
+    """
+
+    def __init__(
+        self,
+        pruner: str | Scorer = "synflow",
+        sparsity: float | None = 0.1,
+        compression: float | None = None,
+        levels: int = 1,
+        pre_epochs: int = 0,
+        post_epochs: int = 10,
+        prune_epochs: int = 1,
+        schedule: str = "exponential",
+        scope: str = "global",
+        prune_bias: bool = False,
+        invert: bool = False,
+        shuffle: bool = False,
+        reinitialize: bool = False,
+        prune_train_mode: bool = False,
+    ) -> None:
+        for name, value, low in (("levels", levels, 1), ("prune_epochs", prune_epochs, 1),
+                                 ("pre_epochs", pre_epochs, 0), ("post_epochs", post_epochs, 0)):
+            if value < low:
+                raise UsageError(f"{name} {value} is invalid; it must be at least {low}")
+        if scope not in SCOPES:
+            raise UsageError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
+        if schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if sparsity is not None:
+            resolve_density(sparsity, None, 1.0)  # validates the range
+        else:
+            resolve_density(None, compression, 1.0)
+        self.scorer = make_scorer(pruner)
+        self.sparsity, self.compression = sparsity, compression
+        self.levels, self.pre_epochs, self.post_epochs = levels, pre_epochs, post_epochs
+        self.prune_epochs, self.schedule, self.scope = prune_epochs, schedule, scope
+        self.prune_bias, self.invert, self.shuffle = prune_bias, invert, shuffle
+        self.reinitialize, self.prune_train_mode = reinitialize, prune_train_mode
+        # progress, saved in checkpoints
+        self.levels_done = 0
+        self.reset_pending = False
+        self.events: list[dict[str, Any]] = []
+        self.density: float | None = None
+        self._initial: dict[str, Tensor] | None = None
+        self._initial_optim: list[dict] | None = None
+        self._initial_sched: list[dict] | None = None
+        self.last_scores: dict[str, Tensor] = {}
+
+    # -- configuration ---------------------------------------------------------------------------------
+    @property
+    def total_epochs(self) -> int:
+        return self.levels * self.pre_epochs + self.post_epochs
+
+    def prunable(self, module: pl.LightningModule) -> list[tuple[str, torch.nn.Parameter, Tensor]]:
+        return list(module.net.masked_parameters(bias=self.prune_bias))
+
+    def ticket_density(self, module: pl.LightningModule) -> float:
+        """Kept fraction that keeps exactly as many prunable parameters as the ticket has."""
+        n_ticket = sum(int(m.sum()) for m in module.ticket.weight_masks())
+        n_total = sum(m.numel() for m in module.ticket.weight_masks())
+        if self.prune_bias:
+            n_ticket += sum(int(m.sum()) for m in module.ticket.bias_masks())
+            n_total += sum(m.numel() for m in module.ticket.bias_masks())
+        return n_ticket / n_total
+
+    def target_density(self, module: pl.LightningModule) -> float:
+        density = resolve_density(self.sparsity, self.compression, self.ticket_density(module))
+        n = sum(p.numel() for _, p, _ in self.prunable(module))
+        if round(density * n) < 1:
+            raise UsageError(f"sparsity {density:g} keeps no parameter of the {n} prunable ones; "
+                             f"the smallest kept fraction is {0.5 / n:.2g}")
+        return density
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if not hasattr(pl_module, "ticket") or not hasattr(pl_module, "net"):
+            raise UsageError("the Pruning callback needs a plantnseek.PlantedMLP model")
+        self.density = self.target_density(pl_module)
+        trainer.fit_loop.max_epochs = self.total_epochs
+
+    # -- schedule --------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._initial is None:
+            self._initial = {k: v.detach().clone() for k, v in pl_module.net.named_parameters()}
+            self._initial_optim = [copy.deepcopy(o.state_dict()) for o in trainer.optimizers]
+            self._initial_sched = [copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs]
+        self._run_due_levels(trainer, pl_module, epochs_done=trainer.current_epoch)
+        self._reset_if_pending(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._reset_if_pending(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._run_due_levels(trainer, pl_module, epochs_done=trainer.current_epoch + 1)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A schedule with no training epochs at all never reaches on_train_start.
+        if self._initial is None:
+            self._initial = {k: v.detach().clone() for k, v in pl_module.net.named_parameters()}
+            self._run_due_levels(trainer, pl_module, epochs_done=trainer.current_epoch)
+
+    def _run_due_levels(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epochs_done: int) -> None:
+        while self.levels_done < self.levels and (self.levels_done + 1) * self.pre_epochs <= epochs_done:
+            self.prune_level(trainer, pl_module, self.levels_done)
+            self.levels_done += 1
+            if self.levels > 1:
+                self._rewind(pl_module)
+                self.reset_pending = True
+            if self.levels_done == self.levels and self.reinitialize:
+                self._reinitialize(pl_module)
+
+    def _reset_if_pending(self, trainer: pl.Trainer) -> None:
+        """Reset optimizer and lr schedule at the start of the next epoch (after Lightning's lr step)."""
+        if not self.reset_pending:
+            return
+        for opt, state in zip(trainer.optimizers, self._initial_optim or []):
+            opt.load_state_dict(copy.deepcopy(state))
+        for cfg, state in zip(trainer.lr_scheduler_configs, self._initial_sched or []):
+            cfg.scheduler.load_state_dict(copy.deepcopy(state))
+        self.reset_pending = False
+
+    @torch.no_grad()
+    def _rewind(self, pl_module: pl.LightningModule) -> None:
+        assert self._initial is not None
+        for name, p in pl_module.net.named_parameters():
+            p.copy_(self._initial[name])
+
+    @torch.no_grad()
+    def _reinitialize(self, pl_module: pl.LightningModule) -> None:
+        fresh = he_scaled_init(pl_module.net.widths, stream(pl_module.hparams.seed, STREAM_REINIT))
+        for layer, (w, b) in zip(pl_module.net.layers, fresh):
+            layer.weight.copy_(torch.as_tensor(w))
+            layer.bias.copy_(torch.as_tensor(b))
+
+    # -- one pruning step ------------------------------------------------------------------------------
+    def level_density(self, level: int) -> float:
+        assert self.density is not None
+        return self.density ** ((level + 1) / self.levels)
+
+    def prune_level(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule, level: int) -> None:
+        """Score and mask towards this level's density in ``prune_epochs`` rounds, then log the result."""
+        target = self.level_density(level)
+        params = self.prunable(pl_module)
+        names = [n for n, _, _ in params]
+        ticket = {f"layers.{i}.weight": m for i, m in enumerate(pl_module.ticket.weight_masks())}
+        ticket.update({f"layers.{i}.bias": m for i, m in enumerate(pl_module.ticket.bias_masks())})
+        seed = pl_module.hparams.seed
+        batches = None
+        if self.scorer.uses_data:
+            dm = trainer.datamodule if trainer is not None else None
+            if dm is None or not hasattr(dm, "prune_dataloader"):
+                raise UsageError(f"pruner {self.scorer.name!r} needs data: use a plantnseek.PlantedDataModule")
+            batches = dm.prune_dataloader()
+        was_training = pl_module.net.training
+        pl_module.net.train(self.prune_train_mode)
+        try:
+            for r, density in enumerate(schedule_densities(target, self.prune_epochs, self.schedule)):
+                ctx = ScoringContext(
+                    net=pl_module.net, names=names, params=[p for _, p, _ in params],
+                    masks=[m for _, _, m in params], batches=batches if batches is not None else [],
+                    loss=pl_module.loss, generator=torch_generator(seed, STREAM_SCORE, level, r),
+                    ticket_masks=[ticket[n] for n in names],
+                )
+                with torch.enable_grad():
+                    scores = self.scorer.score(ctx)
+                self._check_scores(scores, params)
+                if self.invert:
+                    scores = [-s for s in scores]
+                new = topk_masks(scores, ctx.masks, density, self.scope)
+                with torch.no_grad():
+                    for (_, _, mask), m in zip(params, new):
+                        mask.copy_(m)
+                self.last_scores = {n: s.detach() for n, s in zip(names, scores)}
+        finally:
+            pl_module.net.train(was_training)
+        if self.shuffle:
+            gen = torch_generator(seed, STREAM_SHUFFLE, level)
+            with torch.no_grad():
+                for (_, _, mask), m in zip(params, shuffle_masks([m for _, _, m in params], gen)):
+                    mask.copy_(m)
+        event = self.describe(pl_module, level, target)
+        self.events.append(event)
+        if trainer is not None:
+            self._log_event(trainer, event)
+
+    def _check_scores(self, scores: list[Tensor], params: list[tuple[str, Any, Tensor]]) -> None:
+        if len(scores) != len(params):
+            raise RuntimeError(f"pruner {self.scorer.name!r} returned {len(scores)} score tensors for "
+                               f"{len(params)} prunable parameters")
+        for s, (name, p, _) in zip(scores, params):
+            if s.shape != p.shape:
+                raise RuntimeError(f"pruner {self.scorer.name!r} scored {name} with shape {tuple(s.shape)}, "
+                                   f"expected {tuple(p.shape)}")
+            if not torch.isfinite(s).all():
+                raise FloatingPointError(f"pruner {self.scorer.name!r} produced non-finite scores in {name}")
+
+    def describe(self, pl_module: pl.LightningModule, level: int, target: float) -> dict[str, Any]:
+        """Kept fractions and ticket recovery after a pruning step."""
+        net = pl_module.net
+        prunable = self.prunable(pl_module)
+        kept = sum(int(m.sum()) for _, _, m in prunable)
+        total = sum(m.numel() for _, _, m in prunable)
+        rec = recovery([l.weight_mask for l in net.layers], pl_module.ticket.weight_masks())
+        return {
+            "level": level + 1, "density_target": target, "kept": kept, "prunable": total,
+            "density": kept / total,
+            "kept_fraction": {n: float(m.mean()) for n, _, m in prunable},
+            "recovery": rec,
+        }
+
+    def _log_event(self, trainer: pl.Trainer, event: dict[str, Any]) -> None:
+        metrics = {"prune/density": event["density"], "prune/recall": event["recovery"]["recall"],
+                   "prune/precision": event["recovery"]["precision"],
+                   "prune/collapsed": float(event["recovery"]["collapsed"])}
+        metrics.update({f"prune/kept/{n}": v for n, v in event["kept_fraction"].items()})
+        for row in event["recovery"]["layers"]:
+            i = row["layer"]
+            metrics[f"prune/recall/layer{i}"] = row["recall"]
+            metrics[f"prune/precision/layer{i}"] = row["precision"]
+            if "dead_units" in row:
+                metrics[f"prune/dead_units/layer{i}"] = row["dead_units"]
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=len(self.events))
+
+    # -- checkpointing ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "levels_done": self.levels_done, "reset_pending": self.reset_pending, "events": self.events,
+            "initial": self._initial, "initial_optim": self._initial_optim, "initial_sched": self._initial_sched,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.levels_done = state_dict["levels_done"]
+        self.reset_pending = state_dict["reset_pending"]
+        self.events = list(state_dict["events"])
+        self._initial = state_dict["initial"]
+        self._initial_optim = state_dict["initial_optim"]
+        self._initial_sched = state_dict["initial_sched"]

@@ -1,0 +1,127 @@
+"""Writes ``summary.json`` into the run directory and logs the ticket's reference values.
+
+The summary is what sweeps and people read after a run: configuration, the planted ticket, what the
+pruner kept and how much of the ticket that is, the final test results and the per-epoch history.
+It is written at the end of ``fit`` and also when a run fails or is interrupted (with its status).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+from plantnseek.masking import recovery
+
+
+def run_dir(trainer: pl.Trainer) -> str:
+    return trainer.log_dir or trainer.default_root_dir
+
+
+def find_pruning(trainer: pl.Trainer):
+    from plantnseek.callbacks.pruning import Pruning
+
+    return next((c for c in trainer.callbacks if isinstance(c, Pruning)), None)
+
+
+def layer_table(module: pl.LightningModule, scores: dict) -> list[dict[str, Any]]:
+    """Per parameter: shape, size, kept fraction, FLOPs (in x out for weights, out for biases), score stats."""
+    rows = []
+    for name, p, mask in module.net.masked_parameters(bias=True):
+        shape = list(p.shape)
+        s = scores.get(name)
+        row = {"name": name, "shape": shape, "size": p.numel(), "kept_fraction": float(mask.mean()),
+               "flops": p.numel(), "prunable": s is not None}
+        if s is not None:
+            s = s.double()
+            row.update({"score_mean": float(s.mean()), "score_var": float(s.var(unbiased=False)),
+                        "score_sum": float(s.sum())})
+        rows.append(row)
+    return rows
+
+
+def clean(x: Any) -> Any:
+    """JSON-safe: non-finite floats become None."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    return x
+
+
+class RunSummary(Callback):
+    """Logs the ticket's sparsity and metric once, and writes ``summary.json`` at the end of the run."""
+
+    def __init__(self, filename: str = "summary.json") -> None:
+        self.filename = filename
+        self.ticket: dict[str, Any] | None = None
+
+    def _ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        if self.ticket is None:
+            x, y = trainer.datamodule.split("test")
+            nonzero, total = pl_module.ticket.counts()
+            self.ticket = {"sparsity": nonzero / total, "nonzero": nonzero, "total": total,
+                           "metric_name": pl_module.task.metric_name, "metric": pl_module.ticket_metric(x, y)}
+        return self.ticket
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        ticket = self._ticket(trainer, pl_module)
+        for logger in trainer.loggers:
+            logger.log_metrics({"ticket/sparsity": ticket["sparsity"], "ticket/metric": ticket["metric"]}, step=0)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.write(trainer, pl_module, "completed")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        self.write(trainer, pl_module, status, reason=f"{type(exception).__name__}: {exception}")
+
+    def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str) -> dict[str, Any]:
+        hp = pl_module.hparams
+        pruning = find_pruning(trainer)
+        masks = [layer.weight_mask for layer in pl_module.net.layers]
+        rec = recovery(masks, pl_module.ticket.weight_masks())
+        layers = layer_table(pl_module, pruning.last_scores if pruning else {})
+        prunable = [r for r in layers if r["prunable"]] or [r for r in layers if r["name"].endswith("weight")]
+        kept = sum(r["kept_fraction"] * r["size"] for r in prunable)
+        size = sum(r["size"] for r in prunable)
+        flops = sum(r["flops"] for r in layers)
+        history = pl_module.history
+        final = {k[len("test_"):]: v for k, v in history[-1].items() if k.startswith("test_")} if history else {}
+        return {
+            "status": status,
+            "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
+            "optimizer": hp.optimizer, "lr": hp.lr,
+            "pruner": pruning.scorer.name if pruning else None,
+            "levels": pruning.levels if pruning else 0,
+            "scope": pruning.scope if pruning else None,
+            "prune_bias": pruning.prune_bias if pruning else None,
+            "sparsity_target": pruning.density if pruning else 1.0,
+            "param_sparsity": kept / size,
+            "param_kept": round(kept), "param_prunable": size,
+            "flop_sparsity": sum(r["kept_fraction"] * r["flops"] for r in layers) / flops,
+            "ticket": self._ticket(trainer, pl_module),
+            "recovery": {"recall": rec["recall"], "precision": rec["precision"], "collapsed": rec["collapsed"],
+                         "layers": rec["layers"]},
+            "primary_metric": pl_module.primary_metric,
+            "final": final,
+            "epochs": trainer.current_epoch,
+            "history": history,
+            "prune_events": pruning.events if pruning else [],
+            "layers": layers,
+        }
+
+    def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str, reason: str | None = None) -> str:
+        data = self.summary(trainer, pl_module, status)
+        if reason:
+            data["reason"] = reason
+        path = os.path.join(run_dir(trainer), self.filename)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(clean(data), f, indent=1)
+        return path

@@ -1,0 +1,76 @@
+"""The ``plantnseek`` command: LightningCLI subcommands plus ``ticket`` and ``main``.
+
+``fit``/``validate``/``test`` go to a LightningCLI over :class:`PlantedMLP` and
+:class:`PlantedDataModule`; the other subcommands are small argparse programs. Every user error ends
+as one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from plantnseek.errors import UsageError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+
+USAGE = """usage: plantnseek <command> [options]
+
+Can pruning find the winning ticket? Plant a known sparse ticket in an MLP, prune it, measure recovery.
+
+commands:
+  fit        train (and prune, with the Pruning callback) from a config:  plantnseek fit --config configs/circle.yaml
+  validate   evaluate a model on the test split (LightningCLI)
+  test       evaluate a model on the test split (LightningCLI), e.g. with --ckpt_path
+  ticket     show the planted ticket:  plantnseek ticket --dataset circle --depth 5 --width 100 [--json]
+  main       run with the reference main.py flags:  plantnseek main --dataset circle --pruner synflow ...
+
+Run 'plantnseek <command> --help' for a command's options.
+"""
+
+
+def _lightning(argv: list[str]) -> None:
+    from plantnseek.lightning_cli import run_cli
+
+    run_cli(argv)
+
+
+def _ticket(argv: list[str]) -> None:
+    from plantnseek.ticket_cmd import run
+
+    run(argv)
+
+
+def _main(argv: list[str]) -> None:
+    from plantnseek.main_cmd import run
+
+    run(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {"ticket": _ticket, "main": _main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    command, rest = argv[0], argv[1:]
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    try:
+        if command in LIGHTNING_COMMANDS:
+            _lightning(argv)
+        elif command in COMMANDS:
+            COMMANDS[command](rest)
+        else:
+            raise UsageError(f"unknown command {command!r}; allowed: {', '.join(LIGHTNING_COMMANDS + tuple(COMMANDS))}")
+    except UsageError as e:
+        print(f"plantnseek: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # argparse / jsonargparse already printed their message
+        return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

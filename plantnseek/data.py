@@ -1,0 +1,173 @@
+"""Planted datasets as a LightningDataModule.
+
+All samples are drawn at once, vectorised, from a generator seeded by ``seed``; they live in memory as
+tensors and a batch is an index slice, so there is no per-sample ``__getitem__`` or collate on the hot
+path. Training order is a fresh permutation per epoch, derived from (seed, epoch) so that a resumed run
+sees the same order as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from plantnseek.errors import UsageError
+from plantnseek.tasks import Task, get_task
+
+# Independent random streams derived from the one user seed.
+STREAM_PLANT, STREAM_DATA, STREAM_ORDER, STREAM_PRUNE = 0, 1, 2, 3
+# The reference sizes the pruning subset as ratio x number of classes, and uses 4 for every task.
+PRUNE_CLASSES = 4
+
+
+def stream(seed: int, which: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, which]))
+
+
+def torch_generator(seed: int, *keys: int) -> torch.Generator:
+    """A torch generator whose seed depends on ``seed`` and ``keys`` (e.g. stream and epoch)."""
+    entropy = np.random.SeedSequence([seed, *keys]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(entropy) & ((1 << 63) - 1))
+
+
+class TensorBatches:
+    """Iterable of ``(x, y)`` index-slice batches over in-memory tensors.
+
+    With ``shuffle``, each pass uses the permutation of (seed, epoch); ``epoch`` comes from ``epoch_fn``
+    (the trainer's epoch) or, standalone, from a pass counter.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch_fn: Callable[[], int] | None = None,
+    ) -> None:
+        self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.epoch_fn = epoch_fn
+        self._passes = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch = self.epoch_fn() if self.epoch_fn is not None else self._passes
+        self._passes += 1
+        n = len(self.x)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch_generator(self.seed, STREAM_ORDER, epoch))
+            x, y = self.x[order], self.y[order]
+        else:
+            x, y = self.x, self.y
+        for start in range(0, n, self.batch_size):
+            yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+
+
+class PlantedDataModule(pl.LightningDataModule):
+    """Train/test/pruning data of one planted task.
+
+    Args:
+        dataset: task name: ``circle``, ``relu`` or ``helix``.
+        noise: circle: probability that a label moves to the neighbouring class; relu/helix: std of the
+            Gaussian noise on the targets.
+        n_samples: samples drawn in total, split into train and test.
+        train_fraction: share of samples used for training (the rest is the test set).
+        train_batch_size: training batch size.
+        test_batch_size: evaluation batch size.
+        prune_dataset_ratio: the pruning subset has ``ratio x 4`` training samples (as the reference).
+        prune_batch_size: batch size when scoring on the pruning subset.
+        seed: fixes the data, the training order and the pruning subset.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "circle",
+        noise: float = 0.01,
+        n_samples: int = 10_000,
+        train_fraction: float = 0.9,
+        train_batch_size: int = 64,
+        test_batch_size: int = 256,
+        prune_dataset_ratio: int = 10,
+        prune_batch_size: int = 256,
+        seed: int = 1,
+    ) -> None:
+        super().__init__()
+        self.task: Task = get_task(dataset)
+        validate_data_args(self.task, noise, n_samples, train_fraction, train_batch_size, test_batch_size,
+                           prune_dataset_ratio, prune_batch_size)
+        self.save_hyperparameters()
+        self.dataset, self.noise, self.seed = dataset, noise, seed
+        self.n_train = math.ceil(train_fraction * n_samples)
+        self.n_prune = prune_dataset_ratio * PRUNE_CLASSES
+        self._tensors: dict[str, tuple[Tensor, Tensor]] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._tensors is None:
+            self._tensors = make_splits(self.task, self.hparams.n_samples, self.n_train, self.n_prune,
+                                        self.noise, self.seed)
+
+    def split(self, name: str) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` of ``train``, ``test`` or ``prune``."""
+        self.setup()
+        assert self._tensors is not None
+        return self._tensors[name]
+
+    def _epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.current_epoch if trainer is not None else 0
+
+    def train_dataloader(self) -> TensorBatches:
+        x, y = self.split("train")
+        return TensorBatches(x, y, self.hparams.train_batch_size, shuffle=True, seed=self.seed, epoch_fn=self._epoch)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self.test_dataloader()
+
+    def test_dataloader(self) -> TensorBatches:
+        x, y = self.split("test")
+        return TensorBatches(x, y, self.hparams.test_batch_size)
+
+    def prune_dataloader(self) -> TensorBatches:
+        x, y = self.split("prune")
+        return TensorBatches(x, y, self.hparams.prune_batch_size)
+
+
+def validate_data_args(task: Task, noise: float, n_samples: int, train_fraction: float, train_batch_size: int,
+                       test_batch_size: int, prune_dataset_ratio: int, prune_batch_size: int) -> None:
+    if not noise >= 0 or (task.max_noise is not None and noise > task.max_noise):
+        allowed = f"between 0 and {task.max_noise}" if task.max_noise is not None else ">= 0"
+        raise UsageError(f"noise {noise} is invalid for {task.name}; allowed: {allowed}")
+    for name, value in (("train_batch_size", train_batch_size), ("test_batch_size", test_batch_size),
+                        ("prune_batch_size", prune_batch_size), ("prune_dataset_ratio", prune_dataset_ratio)):
+        if value < 1:
+            raise UsageError(f"{name} {value} is invalid; it must be at least 1")
+    if not 0 < train_fraction < 1:
+        raise UsageError(f"train_fraction {train_fraction} is invalid; allowed: strictly between 0 and 1")
+    n_train = math.ceil(train_fraction * n_samples)
+    if n_samples < 2 or n_train >= n_samples:
+        raise UsageError(f"n_samples {n_samples} is too few to split into train and test at {train_fraction}")
+    if prune_dataset_ratio * PRUNE_CLASSES > n_train:
+        raise UsageError(
+            f"the pruning subset ({prune_dataset_ratio} x {PRUNE_CLASSES} samples) is larger than the "
+            f"{n_train} training samples; lower prune_dataset_ratio or raise n_samples"
+        )
+
+
+def make_splits(task: Task, n_samples: int, n_train: int, n_prune: int, noise: float,
+                seed: int) -> dict[str, tuple[Tensor, Tensor]]:
+    x, y = task.sample(stream(seed, STREAM_DATA), n_samples, noise)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.long if task.classification else torch.float32)
+    subset = torch.as_tensor(stream(seed, STREAM_PRUNE).permutation(n_train)[:n_prune])
+    return {
+        "train": (xt[:n_train], yt[:n_train]),
+        "test": (xt[n_train:], yt[n_train:]),
+        "prune": (xt[subset], yt[subset]),
+    }

@@ -1,0 +1,6 @@
+"""User-facing errors: one line, exit code 2, no traceback."""
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """Bad input from the user (CLI flag, config value, file). Printed as one line, exit code 2."""

@@ -1,0 +1,45 @@
+"""LightningCLI wiring: one seed for everything, the task chosen once, CPU and TensorBoard by default."""
+from __future__ import annotations
+
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from plantnseek.callbacks.summary import RunSummary
+from plantnseek.errors import UsageError
+from plantnseek.data import PlantedDataModule
+from plantnseek.module import PlantedMLP
+
+
+def integer_seed(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"seed_everything {value!r} is invalid; give an integer seed (it fixes ticket, data and masks)")
+    return value
+
+
+class PlantnseekCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The data module owns the task; ``seed_everything`` is the one seed of ticket, data and masks.
+        parser.link_arguments("data.dataset", "model.dataset")
+        parser.link_arguments("seed_everything", "data.seed", compute_fn=integer_seed)
+        parser.link_arguments("seed_everything", "model.seed", compute_fn=integer_seed)
+
+
+def trainer_defaults() -> dict:
+    return {
+        "accelerator": "cpu",
+        "devices": 1,
+        "num_sanity_val_steps": 0,
+        "log_every_n_steps": 1_000_000,
+        "callbacks": [RunSummary()],
+    }
+
+
+def run_cli(argv: list[str]) -> PlantnseekCLI:
+    return PlantnseekCLI(
+        PlantedMLP,
+        PlantedDataModule,
+        trainer_defaults=trainer_defaults(),
+        seed_everything_default=1,
+        save_config_kwargs={"overwrite": True},
+        args=argv,
+        parser_kwargs={"default_env": False},
+    )

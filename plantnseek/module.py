@@ -1,0 +1,240 @@
+"""The LightningModule: a masked MLP with a planted ticket.
+
+Thin by design: it plants the ticket at construction (from ``seed``), computes the task's loss and
+metrics on one shared train/eval path, and keeps a per-epoch history. Pruning, summaries and pictures
+are callbacks.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from plantnseek.data import STREAM_PLANT, stream
+from plantnseek.errors import UsageError
+from plantnseek.layers import MaskedMLP
+from plantnseek.metrics import RescaledMSE
+from plantnseek.planting import PlantedNetwork, plant
+from plantnseek.tasks import Task, get_task
+from plantnseek.tickets import build_ticket
+
+OPTIMIZERS = ("adam", "sgd", "momentum", "rms")
+
+
+def network_widths(task: Task, depth: int, width: int) -> list[int]:
+    return [task.d_in] + [width] * (depth - 2) + [task.d_out]
+
+
+def plant_network(dataset: str, depth: int, width: int, seed: int) -> PlantedNetwork:
+    """The planted network of (dataset, depth, width, seed); validates all three shape arguments."""
+    task = get_task(dataset)
+    ticket = build_ticket(dataset, depth)
+    if width < 1:
+        raise UsageError(f"width {width} is invalid; it must be at least 1")
+    return plant(ticket, network_widths(task, depth, width), stream(seed, STREAM_PLANT))
+
+
+class Ticket(nn.Module):
+    """The planted ticket as float64 buffers (so checkpoints carry it): values, and the output scale."""
+
+    def __init__(self, net: PlantedNetwork) -> None:
+        super().__init__()
+        self.n_layers = len(net.ticket)
+        for i, (w, b) in enumerate(net.ticket):
+            self.register_buffer(f"weight_{i}", torch.as_tensor(w, dtype=torch.float64))
+            self.register_buffer(f"bias_{i}", torch.as_tensor(b, dtype=torch.float64))
+        self.register_buffer("scale", torch.as_tensor(net.scale, dtype=torch.float64))
+
+    def weights(self) -> list[Tensor]:
+        return [getattr(self, f"weight_{i}") for i in range(self.n_layers)]
+
+    def biases(self) -> list[Tensor]:
+        return [getattr(self, f"bias_{i}") for i in range(self.n_layers)]
+
+    def weight_masks(self) -> list[Tensor]:
+        return [w != 0 for w in self.weights()]
+
+    def bias_masks(self) -> list[Tensor]:
+        return [b != 0 for b in self.biases()]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The ticket alone, divided by its scale: what the ticket computes in the task's units."""
+        x = x.double()
+        for i, (w, b) in enumerate(zip(self.weights(), self.biases())):
+            x = F.linear(x, w, b)
+            if i < self.n_layers - 1:
+                x = torch.relu(x)
+        return x / self.scale
+
+    def counts(self) -> tuple[int, int]:
+        """(non-zero ticket weights, all weights); biases are not counted, as in the reference."""
+        return sum(int(m.sum()) for m in self.weight_masks()), sum(w.numel() for w in self.weights())
+
+    @property
+    def sparsity(self) -> float:
+        nonzero, total = self.counts()
+        return nonzero / total
+
+
+class PlantedMLP(pl.LightningModule):
+    """Planted MLP for one task.
+
+    Args:
+        dataset: task name (``circle``, ``relu``, ``helix``); fixes input/output sizes, loss and metrics.
+        depth: number of layers counting input and output (depth 5 has 4 weight matrices); at least 3.
+        width: width of every hidden layer; at least the ticket's minimum width.
+        seed: fixes the initialisation and the planted ticket.
+        optimizer: ``adam``, ``sgd``, ``momentum`` (SGD, momentum 0.9, Nesterov) or ``rms``.
+        lr: learning rate.
+        weight_decay: L2 weight decay.
+        lr_drops: epochs at which the learning rate is multiplied by ``lr_drop_rate``.
+        lr_drop_rate: multiplicative factor of each drop.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "circle",
+        depth: int = 5,
+        width: int = 50,
+        seed: int = 1,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        lr_drops: list[int] | None = None,
+        lr_drop_rate: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise UsageError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if not lr > 0:
+            raise UsageError(f"lr {lr} is invalid; it must be > 0")
+        if weight_decay < 0:
+            raise UsageError(f"weight_decay {weight_decay} is invalid; it must be >= 0")
+        self.save_hyperparameters()
+        self.task = get_task(dataset)
+        planted = plant_network(dataset, depth, width, seed)
+        self.net = MaskedMLP(network_widths(self.task, depth, width))
+        with torch.no_grad():
+            for layer, (w, b) in zip(self.net.layers, planted.layers):
+                layer.weight.copy_(torch.as_tensor(w))
+                layer.bias.copy_(torch.as_tensor(b))
+        self.ticket = Ticket(planted)
+        self.train_loss = MeanMetric()
+        self.eval_loss = MeanMetric()
+        self.eval_metrics = self._make_metrics()
+        self.history: list[dict[str, float]] = []
+
+    def _make_metrics(self) -> MetricCollection:
+        if self.task.classification:
+            return MetricCollection({"accuracy": MulticlassAccuracy(num_classes=self.task.d_out, average="micro")})
+        return MetricCollection({"mse": MeanSquaredError(), "rescaled_mse": RescaledMSE(self.task.d_out)})
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric the paper reports: accuracy for circle, rescaled MSE for regression."""
+        return "accuracy" if self.task.classification else "rescaled_mse"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(out, y) if self.task.classification else F.mse_loss(out, y)
+
+    # -- one train/eval path for all tasks -------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = self.loss(self(x), y)
+        self.train_loss.update(loss.detach(), weight=len(x))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.train_loss.reset()
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
+        x, y = batch
+        out = self(x)
+        self.eval_loss.update(self.loss(out, y), weight=len(x))
+        self.eval_metrics.update(out, y)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def evaluation_results(self) -> dict[str, float]:
+        """Loss and metrics accumulated since the last reset (then reset)."""
+        row = {"loss": float(self.eval_loss.compute())}
+        row.update({k: float(v) for k, v in self.eval_metrics.compute().items()})
+        self.eval_loss.reset()
+        self.eval_metrics.reset()
+        return row
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.eval_loss.reset()
+            self.eval_metrics.reset()
+            return
+        results = self.evaluation_results()
+        row: dict[str, float] = {"epoch": float(self.current_epoch)}
+        if self.train_loss.update_count > 0:
+            row["train_loss"] = float(self.train_loss.compute())
+            self.log("train/loss", row["train_loss"])
+        row.update({f"test_{k}": v for k, v in results.items()})
+        self.log_dict({f"test/{k}": v for k, v in results.items()})
+        self.history.append(row)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({f"test/{k}": v for k, v in self.evaluation_results().items()})
+
+    # -- optimisation ----------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = self.net.parameters()
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "momentum":
+            opt = torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay, momentum=0.9, nesterov=True)
+        else:
+            opt = torch.optim.RMSprop(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.lr_drops or []), gamma=hp.lr_drop_rate)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # -- the planted ticket ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def ticket_metric(self, x: Tensor, y: Tensor) -> float:
+        """The ticket's own metric on (x, y): accuracy (circle) or MSE (regression)."""
+        out = self.ticket(x)
+        if self.task.classification:
+            return float((out.argmax(dim=1) == y).double().mean())
+        return float(((out - y.double()) ** 2).mean())
+
+
+def ticket_report(module: PlantedMLP, x_test: Tensor, y_test: Tensor) -> dict[str, Any]:
+    """What ``plantnseek ticket`` prints and ``summary.json`` stores about the planted ticket."""
+    nonzero, total = module.ticket.counts()
+    layers = []
+    for i, (wm, bm) in enumerate(zip(module.ticket.weight_masks(), module.ticket.bias_masks())):
+        layers.append({"layer": i, "shape": list(wm.shape), "nonzero": int(wm.sum()), "total": wm.numel(),
+                       "bias_nonzero": int(bm.sum()), "units": int((wm.any(dim=1) | bm).sum())})
+    from plantnseek.tickets import build_ticket, min_width
+
+    hp = module.hparams
+    return {
+        "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
+        "sparsity": nonzero / total, "nonzero": nonzero, "total": total,
+        "bias_nonzero": sum(int(m.sum()) for m in module.ticket.bias_masks()),
+        "min_width": min_width(build_ticket(hp.dataset, hp.depth)),
+        "metric_name": module.task.metric_name, "metric": module.ticket_metric(x_test, y_test),
+        "scale": [float(s) for s in module.ticket.scale], "layers": layers,
+    }
+
+
