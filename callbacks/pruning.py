@@ -70,6 +70,7 @@ class Pruning(Callback):
         shuffle: after pruning, randomly permute each tensor's mask (same count, random positions).
         reinitialize: after the last pruning step, draw fresh (unplanted) weights under the mask.
         prune_train_mode: score with the network in train mode (no effect on this MLP; kept for parity).
+        rewind: rewind weights and reset the optimizer after each level; default: only when levels > 1.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class Pruning(Callback):
         shuffle: bool = False,
         reinitialize: bool = False,
         prune_train_mode: bool = False,
+        rewind: bool | None = None,
     ) -> None:
         for name, value, low in (("levels", levels, 1), ("prune_epochs", prune_epochs, 1),
                                  ("pre_epochs", pre_epochs, 0), ("post_epochs", post_epochs, 0)):
@@ -107,6 +109,7 @@ class Pruning(Callback):
         self.prune_epochs, self.schedule, self.scope = prune_epochs, schedule, scope
         self.prune_bias, self.invert, self.shuffle = prune_bias, invert, shuffle
         self.reinitialize, self.prune_train_mode = reinitialize, prune_train_mode
+        self.rewind = levels > 1 if rewind is None else rewind
         # progress, saved in checkpoints
         self.levels_done = 0
         self.reset_pending = False
@@ -175,7 +178,7 @@ class Pruning(Callback):
         while self.levels_done < self.levels and (self.levels_done + 1) * self.pre_epochs <= epochs_done:
             self.prune_level(trainer, pl_module, self.levels_done)
             self.levels_done += 1
-            if self.levels > 1:
+            if self.rewind:
                 self._rewind(pl_module)
                 self.reset_pending = True
             if self.levels_done == self.levels and self.reinitialize:
@@ -251,6 +254,8 @@ class Pruning(Callback):
                 for (_, _, mask), m in zip(params, shuffle_masks([m for _, _, m in params], gen)):
                     mask.copy_(m)
         event = self.describe(pl_module, level, target)
+        if trainer is not None and trainer.datamodule is not None:
+            event["test_after_prune"] = pl_module.evaluate(trainer.datamodule.test_dataloader())
         self.events.append(event)
         if trainer is not None:
             self._log_event(trainer, event)

@@ -54,12 +54,27 @@ def clean(x: Any) -> Any:
     return x
 
 
+def one_line(s: dict[str, Any]) -> str:
+    """The run's result in one line: final metric, kept parameters, ticket, recovery."""
+    name = s["primary_metric"]
+    final = s["final"].get(name)
+    t, rec = s["ticket"], s["recovery"]
+    parts = [f"{s['dataset']} d{s['depth']} w{s['width']} seed {s['seed']}",
+             f"{s['pruner'] or 'dense'}: test {name} {final:.4g}" if final is not None else "not trained",
+             f"kept {s['param_kept']}/{s['param_prunable']} ({s['param_sparsity']:.4f})",
+             f"ticket {t['metric_name']} {t['metric']:.4g} at sparsity {t['sparsity']:.4f}",
+             f"recall {rec['recall']:.3f} precision {rec['precision']:.3f}" + (" COLLAPSED" if rec["collapsed"] else "")]
+    return " | ".join(parts)
+
+
 class RunSummary(Callback):
     """Logs the ticket's sparsity and metric once, and writes ``summary.json`` at the end of the run."""
 
-    def __init__(self, filename: str = "summary.json") -> None:
+    def __init__(self, filename: str = "summary.json", verbose: bool = True) -> None:
         self.filename = filename
+        self.verbose = verbose
         self.ticket: dict[str, Any] | None = None
+        self.initial: dict[str, float] | None = None
 
     def _ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         if self.ticket is None:
@@ -71,11 +86,15 @@ class RunSummary(Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         ticket = self._ticket(trainer, pl_module)
+        if self.initial is None and trainer.current_epoch == 0:
+            self.initial = pl_module.evaluate(trainer.datamodule.test_dataloader())
         for logger in trainer.loggers:
             logger.log_metrics({"ticket/sparsity": ticket["sparsity"], "ticket/metric": ticket["metric"]}, step=0)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.write(trainer, pl_module, "completed")
+        path = self.write(trainer, pl_module, "completed")
+        if self.verbose:
+            print(one_line(self.summary(trainer, pl_module, "completed")) + f"\n  -> {path}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
@@ -109,6 +128,7 @@ class RunSummary(Callback):
             "recovery": {"recall": rec["recall"], "precision": rec["precision"], "collapsed": rec["collapsed"],
                          "layers": rec["layers"]},
             "primary_metric": pl_module.primary_metric,
+            "initial": self.initial,
             "final": final,
             "epochs": trainer.current_epoch,
             "history": history,

@@ -28,7 +28,6 @@ def trainer_defaults() -> dict:
         "accelerator": "cpu",
         "devices": 1,
         "num_sanity_val_steps": 0,
-        "log_every_n_steps": 1_000_000,
         "callbacks": [RunSummary()],
     }
 

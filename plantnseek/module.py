@@ -176,6 +176,18 @@ class PlantedMLP(pl.LightningModule):
         self.eval_metrics.reset()
         return row
 
+    @torch.no_grad()
+    def evaluate(self, batches) -> dict[str, float]:
+        """Loss and metrics on ``batches`` outside the trainer loops (e.g. right after pruning)."""
+        was_training = self.training
+        self.eval()
+        self.eval_loss.reset()
+        self.eval_metrics.reset()
+        for batch in batches:
+            self._eval_step(batch)
+        self.train(was_training)
+        return self.evaluation_results()
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             self.eval_loss.reset()

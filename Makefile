@@ -1,0 +1,31 @@
+# plantnseek: `make demo` and `make test` each set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast install clean
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: seed README example 1 — SynFlow singleshot on circle, depth 5, width 50 (about 10 s)
+demo: $(STAMP)
+	$(BIN)/plantnseek fit --config configs/synflow_singleshot.yaml
+	@echo "Open TensorBoard with: $(BIN)/tensorboard --logdir lightning_logs"
+
+## test: the whole suite (slow end-to-end tests included)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) lightning_logs results .pytest_cache

@@ -1,0 +1,128 @@
+"""``plantnseek main``: the reference ``main.py`` command line, run through the Lightning components.
+
+Accepts the reference's flags for planted models so that its example commands run verbatim (with
+``python3 main.py`` replaced by ``plantnseek main``) and prints its key result lines. Booleans take
+true/false/1/0/yes/no. ``--level L > 1`` runs multishot. Output goes to
+``<result-dir>/<exp-suffix or expid>/version_N`` and never overwrites an earlier run.
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from typing import Any
+
+from plantnseek.argparsing import CleanArgumentParser, parse_bool
+from plantnseek.errors import UsageError
+
+DATASETS = ("circle", "relu", "helix")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = CleanArgumentParser(prog="plantnseek main", description="Reference main.py flags for planted-ticket models.")
+    t = p.add_argument_group("training")
+    t.add_argument("--dataset", default="circle", help="circle, relu or helix (default: circle)")
+    t.add_argument("--model", default="planted-model", help="only planted-model")
+    t.add_argument("--model-class", default="lottery", help="only lottery (default is accepted too)")
+    t.add_argument("--depth", type=int, default=5, help="layers incl. input and output (default: 5)")
+    t.add_argument("--width", type=int, default=50, help="hidden width (default: 50)")
+    t.add_argument("--data-noise", type=float, default=0.01, help="label-flip probability (circle) or noise std")
+    t.add_argument("--optimizer", default="adam", help="adam, sgd, momentum or rms (default: adam)")
+    t.add_argument("--train-batch-size", type=int, default=64)
+    t.add_argument("--test-batch-size", type=int, default=256)
+    t.add_argument("--pre-epochs", type=int, default=0)
+    t.add_argument("--post-epochs", type=int, default=10)
+    t.add_argument("--lr", type=float, default=0.001)
+    t.add_argument("--lr-drops", type=int, nargs="*", default=[])
+    t.add_argument("--lr-drop-rate", type=float, default=0.1)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    q = p.add_argument_group("pruning")
+    q.add_argument("--pruner", default="rand", help="rand, mag, snip, grasp, synflow, ticket or module.Class")
+    q.add_argument("--compression", type=float, default=1.0, help="keep 10^-c when --sparsity is not given")
+    q.add_argument("--prune-epochs", type=int, default=1)
+    q.add_argument("--compression-schedule", default="exponential", help="exponential or linear")
+    q.add_argument("--mask-scope", default="global", help="global or local")
+    q.add_argument("--prune-dataset-ratio", type=int, default=10)
+    q.add_argument("--prune-batch-size", type=int, default=256)
+    for flag in ("--prune-bias", "--prune-train-mode", "--reinitialize", "--shuffle", "--invert"):
+        q.add_argument(flag, type=parse_bool, default=False, metavar="BOOL")
+    q.add_argument("--sparsity", type=float, default=None, help="kept fraction; -1: the ticket's")
+    p.add_argument("--level", type=int, default=1, help="prune-train levels; > 1 runs multishot")
+    p.add_argument("--experiment", default="singleshot", help="singleshot or multishot")
+    p.add_argument("--expid", default="")
+    p.add_argument("--exp-suffix", default=None)
+    p.add_argument("--result-dir", default="Results/data")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=4, help="ignored (data is in memory)")
+    p.add_argument("--gpu", type=int, default=0, help="ignored (CPU)")
+    p.add_argument("--no-cuda", action="store_true", help="ignored (always CPU)")
+    p.add_argument("--verbose", action="store_true", help="print test results after every epoch")
+    return p
+
+
+def validate(args: argparse.Namespace) -> None:
+    if args.model != "planted-model":
+        raise UsageError(f"--model {args.model!r} is not supported; allowed: planted-model")
+    if args.model_class not in ("lottery", "default"):
+        raise UsageError(f"--model-class {args.model_class!r} is not supported; allowed: lottery")
+    if args.dataset not in DATASETS:
+        raise UsageError(f"--dataset {args.dataset!r} is not supported; allowed: {', '.join(DATASETS)}")
+    if args.mask_scope == "flow":
+        raise UsageError("--mask-scope flow is not supported; allowed: global, local")
+    if args.experiment not in ("singleshot", "multishot"):
+        raise UsageError(f"--experiment {args.experiment!r} is not supported; allowed: singleshot, multishot")
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's start-up chatter (device lines, tips); warnings and errors still show."""
+    import logging
+
+    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    validate(args)
+    # Build everything first so bad values fail before anything is written.
+    from plantnseek.callbacks import Pruning, RunSummary
+    from plantnseek.data import PlantedDataModule
+    from plantnseek.module import PlantedMLP
+
+    dm = PlantedDataModule(dataset=args.dataset, noise=args.data_noise, train_batch_size=args.train_batch_size,
+                           test_batch_size=args.test_batch_size, prune_dataset_ratio=args.prune_dataset_ratio,
+                           prune_batch_size=args.prune_batch_size, seed=args.seed)
+    model = PlantedMLP(dataset=args.dataset, depth=args.depth, width=args.width, seed=args.seed,
+                       optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                       lr_drops=list(args.lr_drops), lr_drop_rate=args.lr_drop_rate)
+    multishot = args.level > 1 or args.experiment == "multishot"
+    pruning = Pruning(pruner=args.pruner, sparsity=args.sparsity,
+                      compression=args.compression if args.sparsity is None else None, levels=args.level,
+                      pre_epochs=args.pre_epochs, post_epochs=args.post_epochs, prune_epochs=args.prune_epochs,
+                      schedule=args.compression_schedule, scope=args.mask_scope, prune_bias=args.prune_bias,
+                      invert=args.invert, shuffle=args.shuffle, reinitialize=args.reinitialize,
+                      prune_train_mode=args.prune_train_mode, rewind=multishot)
+    pruning.target_density(model)  # fails now on a sparsity that keeps nothing
+    summary = RunSummary()
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from plantnseek.reporting import EpochPrinter, print_report
+
+    quiet_lightning()
+    name = args.exp_suffix or args.expid or "default"
+    logger = TensorBoardLogger(save_dir=args.result_dir, name=name)
+    callbacks = [pruning, summary] + ([EpochPrinter()] if args.verbose else [])
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
+                         enable_model_summary=False, max_epochs=pruning.total_epochs)
+    print(f"Loading {args.dataset} dataset.")
+    print(f"Creating {args.model_class}-{args.model} model (depth {args.depth}, width {args.width}).")
+    print(f"{'Multishot' if multishot else 'Singleshot'}: {args.level} level(s) of {args.pre_epochs} pre-epochs, "
+          f"pruning with {pruning.scorer.name} for {args.prune_epochs} epoch(s), then {args.post_epochs} post-epochs.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, datamodule=dm)
+    result = summary.summary(trainer, model, "completed")
+    print_report(result)
+    print(f"Results saved in {trainer.log_dir}")
+    return result

@@ -1,0 +1,52 @@
+"""Human-readable output of a run: the reference's key lines, and per-epoch lines."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+
+def _metric_line(row: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.6g}" for k, v in row.items())
+
+
+class EpochPrinter(Callback):
+    """Prints the test loss and metrics after every epoch (``--verbose``)."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.history:
+            row = pl_module.history[-1]
+            pl_module.print(f"Epoch {int(row['epoch'])}: " + _metric_line({k: v for k, v in row.items() if k != "epoch"}))
+
+
+def print_report(s: dict[str, Any]) -> None:
+    """The reference's result lines: train results, prune table, parameter/FLOP sparsity, the ticket."""
+    print("Train results:")
+    rows = [("Init.", s.get("initial"))]
+    events = s.get("prune_events") or []
+    if events and "test_after_prune" in events[-1]:
+        rows.append(("Post-Prune", events[-1]["test_after_prune"]))
+    rows.append(("Final", s.get("final")))
+    for label, row in rows:
+        if row:
+            print(f"  {label:<11}" + _metric_line(row))
+    print("Prune results:")
+    print(f"  {'param':<16} {'shape':<10} {'size':>6} {'kept':>8} {'flops':>6}  score mean / var / sum")
+    for r in s["layers"]:
+        stats = (f"{r['score_mean']:.3g} / {r['score_var']:.3g} / {r['score_sum']:.3g}" if "score_mean" in r else "-")
+        shape = "x".join(map(str, r["shape"]))
+        print(f"  {r['name']:<16} {shape:<10} {r['size']:>6} {r['kept_fraction']:>8.4f} {r['flops']:>6}  {stats}")
+    total = sum(r["size"] for r in s["layers"])
+    kept = round(sum(r["size"] * r["kept_fraction"] for r in s["layers"]))
+    print(f"Parameter Sparsity: {kept}/{total} ({kept / total:.4f})")
+    flops = sum(r["flops"] for r in s["layers"])
+    kept_flops = round(sum(r["flops"] * r["kept_fraction"] for r in s["layers"]))
+    print(f"FLOP Sparsity: {kept_flops}/{flops} ({kept_flops / flops:.4f})")
+    t = s["ticket"]
+    print(f"Sparsity of ticket: {t['sparsity']}")
+    label = "Accuracy" if t["metric_name"] == "accuracy" else "MSE"
+    print(f"{label} of ticket: {t['metric']}")
+    rec = s["recovery"]
+    print(f"Ticket recovery: recall {rec['recall']:.4f}, precision {rec['precision']:.4f}, "
+          f"{'collapsed (no input-output path)' if rec['collapsed'] else 'not collapsed'}")
