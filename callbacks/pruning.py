@@ -176,7 +176,7 @@ class Pruning(Callback):
 
     def _run_due_levels(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epochs_done: int) -> None:
         while self.levels_done < self.levels and (self.levels_done + 1) * self.pre_epochs <= epochs_done:
-            self.prune_level(trainer, pl_module, self.levels_done)
+            self.prune_level(pl_module, self.levels_done, trainer.datamodule, trainer)
             self.levels_done += 1
             if self.rewind:
                 self._rewind(pl_module)
@@ -212,8 +212,14 @@ class Pruning(Callback):
         assert self.density is not None
         return self.density ** ((level + 1) / self.levels)
 
-    def prune_level(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule, level: int) -> None:
-        """Score and mask towards this level's density in ``prune_epochs`` rounds, then log the result."""
+    def prune_level(self, pl_module: pl.LightningModule, level: int, datamodule: Any = None,
+                    trainer: pl.Trainer | None = None) -> dict[str, Any]:
+        """Score and mask towards this level's density in ``prune_epochs`` rounds; log and return the result.
+
+        ``datamodule`` provides the pruning subset (scorers with ``uses_data``) and the test split.
+        """
+        if self.density is None:
+            self.density = self.target_density(pl_module)
         target = self.level_density(level)
         params = self.prunable(pl_module)
         names = [n for n, _, _ in params]
@@ -222,10 +228,9 @@ class Pruning(Callback):
         seed = pl_module.hparams.seed
         batches = None
         if self.scorer.uses_data:
-            dm = trainer.datamodule if trainer is not None else None
-            if dm is None or not hasattr(dm, "prune_dataloader"):
+            if datamodule is None or not hasattr(datamodule, "prune_dataloader"):
                 raise UsageError(f"pruner {self.scorer.name!r} needs data: use a plantnseek.PlantedDataModule")
-            batches = dm.prune_dataloader()
+            batches = datamodule.prune_dataloader()
         was_training = pl_module.net.training
         pl_module.net.train(self.prune_train_mode)
         try:
@@ -254,11 +259,12 @@ class Pruning(Callback):
                 for (_, _, mask), m in zip(params, shuffle_masks([m for _, _, m in params], gen)):
                     mask.copy_(m)
         event = self.describe(pl_module, level, target)
-        if trainer is not None and trainer.datamodule is not None:
-            event["test_after_prune"] = pl_module.evaluate(trainer.datamodule.test_dataloader())
+        if datamodule is not None:
+            event["test_after_prune"] = pl_module.evaluate(datamodule.test_dataloader())
         self.events.append(event)
         if trainer is not None:
             self._log_event(trainer, event)
+        return event
 
     def _check_scores(self, scores: list[Tensor], params: list[tuple[str, Any, Tensor]]) -> None:
         if len(scores) != len(params):

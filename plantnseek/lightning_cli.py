@@ -23,6 +23,15 @@ class PlantnseekCLI(LightningCLI):
         parser.link_arguments("seed_everything", "model.seed", compute_fn=integer_seed)
 
 
+    def before_fit(self) -> None:
+        # With the Pruning callback, the epoch count follows from its schedule (no user arithmetic).
+        from plantnseek.callbacks.summary import find_pruning
+
+        pruning = find_pruning(self.trainer)
+        if pruning is not None:
+            self.trainer.fit_loop.max_epochs = pruning.total_epochs
+
+
 def trainer_defaults() -> dict:
     return {
         "accelerator": "cpu",

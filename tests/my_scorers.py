@@ -1,0 +1,23 @@
+"""A user's own pruner, living outside plantnseek: keeps the weights closest to zero, plus a spy."""
+import torch
+
+from plantnseek.callbacks import Scorer
+
+
+class SmallestMagnitude(Scorer):
+    uses_data = False
+
+    def score(self, ctx):
+        return [-p.detach().abs() for p in ctx.params]
+
+
+class Spy(Scorer):
+    """Records what it was given; scores like magnitude."""
+
+    uses_data = True
+    calls: list = []
+
+    def score(self, ctx):
+        Spy.calls.append({"masks": [m.clone() for m in ctx.masks],
+                          "n_samples": sum(len(x) for x, _ in ctx.batches)})
+        return [p.detach().abs() for p in ctx.params]
