@@ -22,8 +22,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
-from plantnseek.data import STREAM_PRUNE, stream, torch_generator
-from plantnseek.errors import UsageError
+from plantnseek.data import stream, torch_generator
+from plantnseek.errors import RunFailure, UsageError
 from plantnseek.masking import recovery, resolve_density, schedule_densities, shuffle_masks, topk_masks
 from plantnseek.planting import he_scaled_init
 from plantnseek.callbacks.scorers import SCORERS, Scorer, ScoringContext
@@ -275,7 +275,7 @@ class Pruning(Callback):
                 raise RuntimeError(f"pruner {self.scorer.name!r} scored {name} with shape {tuple(s.shape)}, "
                                    f"expected {tuple(p.shape)}")
             if not torch.isfinite(s).all():
-                raise FloatingPointError(f"pruner {self.scorer.name!r} produced non-finite scores in {name}")
+                raise RunFailure(f"pruner {self.scorer.name!r} produced non-finite scores in {name}")
 
     def describe(self, pl_module: pl.LightningModule, level: int, target: float) -> dict[str, Any]:
         """Kept fractions and ticket recovery after a pruning step."""

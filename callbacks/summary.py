@@ -14,6 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from plantnseek.errors import UsageError
 from plantnseek.masking import recovery
 
 
@@ -97,6 +98,8 @@ class RunSummary(Callback):
             print(one_line(self.summary(trainer, pl_module, "completed")) + f"\n  -> {path}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, UsageError) or not trainer.training and trainer.state.fn != "fit":
+            return  # bad input is reported as such and leaves nothing behind; only fits have summaries
         status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
         self.write(trainer, pl_module, status, reason=f"{type(exception).__name__}: {exception}")
 

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Callable
 
-from plantnseek.errors import UsageError
+from plantnseek.errors import RunFailure, UsageError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -50,6 +50,11 @@ def _main(argv: list[str]) -> None:
 COMMANDS: dict[str, Callable[[list[str]], None]] = {"ticket": _ticket, "main": _main}
 
 
+def one_line(message: str) -> str:
+    """jsonargparse's multi-line messages as one line."""
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -66,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"unknown command {command!r}; allowed: {', '.join(LIGHTNING_COMMANDS + tuple(COMMANDS))}")
     except UsageError as e:
         print(f"plantnseek: error: {e}", file=sys.stderr)
+        return 2
+    except RunFailure as e:
+        print(f"plantnseek: run failed: {e} (status recorded in summary.json)", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if type(e).__name__ != "ArgumentError" or not type(e).__module__.startswith(("jsonargparse", "argparse")):
+            raise
+        print(f"plantnseek: error: {one_line(str(e))} (see 'plantnseek {command} --help')", file=sys.stderr)
         return 2
     except SystemExit as e:  # argparse / jsonargparse already printed their message
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)

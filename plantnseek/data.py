@@ -53,6 +53,9 @@ class TensorBatches:
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
         self.epoch_fn = epoch_fn
         self._passes = 0
+        self._epoch = 0
+        self._yielded = 0  # batches handed out in the current pass
+        self._skip = 0  # batches to skip on the next pass (resuming mid-epoch)
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
@@ -60,14 +63,25 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         epoch = self.epoch_fn() if self.epoch_fn is not None else self._passes
         self._passes += 1
+        self._epoch, skip, self._skip = epoch, self._skip, 0
         n = len(self.x)
         if self.shuffle:
             order = torch.randperm(n, generator=torch_generator(self.seed, STREAM_ORDER, epoch))
             x, y = self.x[order], self.y[order]
         else:
             x, y = self.x, self.y
-        for start in range(0, n, self.batch_size):
+        self._yielded = skip
+        for start in range(skip * self.batch_size, n, self.batch_size):
+            self._yielded += 1
             yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+
+    # Lightning saves and restores this with the checkpoint, so a run resumed mid-epoch sees exactly the
+    # batches an uninterrupted run would.
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._skip = state["batches"] if state["batches"] < len(self) else 0
 
 
 class PlantedDataModule(pl.LightningDataModule):

@@ -1,6 +1,9 @@
 """LightningCLI wiring: one seed for everything, the task chosen once, CPU and TensorBoard by default."""
 from __future__ import annotations
 
+import warnings
+
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from plantnseek.callbacks.summary import RunSummary
@@ -37,11 +40,12 @@ def trainer_defaults() -> dict:
         "accelerator": "cpu",
         "devices": 1,
         "num_sanity_val_steps": 0,
-        "callbacks": [RunSummary()],
+        "callbacks": [RunSummary(), ModelCheckpoint(save_last=True)],
     }
 
 
 def run_cli(argv: list[str]) -> PlantnseekCLI:
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     return PlantnseekCLI(
         PlantedMLP,
         PlantedDataModule,
@@ -49,5 +53,5 @@ def run_cli(argv: list[str]) -> PlantnseekCLI:
         seed_everything_default=1,
         save_config_kwargs={"overwrite": True},
         args=argv,
-        parser_kwargs={"default_env": False},
+        parser_kwargs={"default_env": False, "exit_on_error": False},
     )

@@ -105,6 +105,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     summary = RunSummary()
 
     import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import TensorBoardLogger
 
     from plantnseek.reporting import EpochPrinter, print_report
@@ -112,7 +113,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     quiet_lightning()
     name = args.exp_suffix or args.expid or "default"
     logger = TensorBoardLogger(save_dir=args.result_dir, name=name)
-    callbacks = [pruning, summary] + ([EpochPrinter()] if args.verbose else [])
+    callbacks = [pruning, summary, ModelCheckpoint(save_last=True)] + ([EpochPrinter()] if args.verbose else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
                          enable_model_summary=False, max_epochs=pruning.total_epochs)
     print(f"Loading {args.dataset} dataset.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+import math
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from plantnseek.data import STREAM_PLANT, stream
-from plantnseek.errors import UsageError
+from plantnseek.errors import RunFailure, UsageError
 from plantnseek.layers import MaskedMLP
 from plantnseek.metrics import RescaledMSE
 from plantnseek.planting import PlantedNetwork, plant
@@ -198,12 +198,24 @@ class PlantedMLP(pl.LightningModule):
         if self.train_loss.update_count > 0:
             row["train_loss"] = float(self.train_loss.compute())
             self.log("train/loss", row["train_loss"])
+            if not math.isfinite(row["train_loss"]):
+                raise RunFailure(f"training loss diverged to {row['train_loss']} in epoch {self.current_epoch}; "
+                                 f"try a smaller lr (now {self.hparams.lr})")
         row.update({f"test_{k}": v for k, v in results.items()})
         self.log_dict({f"test/{k}": v for k, v in results.items()})
         self.history.append(row)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({f"test/{k}": v for k, v in self.evaluation_results().items()})
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another task or architecture with a clear message (not a size mismatch)."""
+        theirs = checkpoint.get("hyper_parameters", {})
+        keys = ("dataset", "depth", "width")
+        if any(k in theirs and theirs[k] != self.hparams[k] for k in keys):
+            describe = lambda h: ", ".join(f"{k} {h.get(k)}" for k in keys)  # noqa: E731
+            raise UsageError(f"the checkpoint is of another network ({describe(theirs)}); "
+                             f"this run is {describe(self.hparams)}")
 
     # -- optimisation ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
