@@ -51,6 +51,17 @@ def make_scorer(pruner: str | Scorer) -> Scorer:
     raise UsageError(f"unknown pruner {pruner!r}; allowed: {', '.join(SCORERS)}, or a module.Class Scorer path")
 
 
+@torch.no_grad()
+def apply_masks(pl_module: pl.LightningModule) -> None:
+    """Zero the stored values of pruned parameters, so checkpoints show pruned weights as zeros.
+
+    The forward pass already multiplies by the mask; a pruned entry gets no gradient and zero weight
+    decay, so it stays zero through training.
+    """
+    for _, p, m in pl_module.net.masked_parameters(bias=True):
+        p.mul_(m)
+
+
 class Pruning(Callback):
     """Prune the planted MLP at initialisation (singleshot) or iteratively with rewinding (multishot).
 
@@ -156,7 +167,7 @@ class Pruning(Callback):
     # -- schedule --------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._initial is None:
-            self._initial = {k: v.detach().clone() for k, v in pl_module.net.named_parameters()}
+            self.remember_initial(pl_module)
             self._initial_optim = [copy.deepcopy(o.state_dict()) for o in trainer.optimizers]
             self._initial_sched = [copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs]
         self._run_due_levels(trainer, pl_module, epochs_done=trainer.current_epoch)
@@ -171,7 +182,7 @@ class Pruning(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A schedule with no training epochs at all never reaches on_train_start.
         if self._initial is None:
-            self._initial = {k: v.detach().clone() for k, v in pl_module.net.named_parameters()}
+            self.remember_initial(pl_module)
             self._run_due_levels(trainer, pl_module, epochs_done=trainer.current_epoch)
 
     def _run_due_levels(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epochs_done: int) -> None:
@@ -179,7 +190,7 @@ class Pruning(Callback):
             self.prune_level(pl_module, self.levels_done, trainer.datamodule, trainer)
             self.levels_done += 1
             if self.rewind:
-                self._rewind(pl_module)
+                self.rewind_weights(pl_module)
                 self.reset_pending = True
             if self.levels_done == self.levels and self.reinitialize:
                 self._reinitialize(pl_module)
@@ -194,11 +205,16 @@ class Pruning(Callback):
             cfg.scheduler.load_state_dict(copy.deepcopy(state))
         self.reset_pending = False
 
+    def remember_initial(self, pl_module: pl.LightningModule) -> None:
+        self._initial = {k: v.detach().clone() for k, v in pl_module.net.named_parameters()}
+
     @torch.no_grad()
-    def _rewind(self, pl_module: pl.LightningModule) -> None:
-        assert self._initial is not None
+    def rewind_weights(self, pl_module: pl.LightningModule) -> None:
+        """Every weight and bias back to its initial planted value (pruned ones stay zero)."""
+        assert self._initial is not None, "remember_initial() was not called"
         for name, p in pl_module.net.named_parameters():
             p.copy_(self._initial[name])
+        apply_masks(pl_module)
 
     @torch.no_grad()
     def _reinitialize(self, pl_module: pl.LightningModule) -> None:
@@ -206,6 +222,7 @@ class Pruning(Callback):
         for layer, (w, b) in zip(pl_module.net.layers, fresh):
             layer.weight.copy_(torch.as_tensor(w))
             layer.bias.copy_(torch.as_tensor(b))
+        apply_masks(pl_module)
 
     # -- one pruning step ------------------------------------------------------------------------------
     def level_density(self, level: int) -> float:
@@ -258,6 +275,7 @@ class Pruning(Callback):
             with torch.no_grad():
                 for (_, _, mask), m in zip(params, shuffle_masks([m for _, _, m in params], gen)):
                     mask.copy_(m)
+        apply_masks(pl_module)
         event = self.describe(pl_module, level, target)
         if datamodule is not None:
             event["test_after_prune"] = pl_module.evaluate(datamodule.test_dataloader())

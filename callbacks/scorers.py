@@ -69,7 +69,6 @@ class Rand(Scorer):
     """Gaussian noise: the random-pruning baseline."""
 
     uses_data = False
-    name = "rand"
 
     def score(self, ctx: ScoringContext) -> list[Tensor]:
         return [torch.randn(p.shape, generator=ctx.generator, dtype=torch.float64) for p in ctx.params]
@@ -79,7 +78,6 @@ class Mag(Scorer):
     """|theta|: magnitude pruning."""
 
     uses_data = False
-    name = "mag"
 
     def score(self, ctx: ScoringContext) -> list[Tensor]:
         return [p.detach().abs().double() for p in ctx.params]
@@ -88,7 +86,6 @@ class Mag(Scorer):
 class SNIP(Scorer):
     """|theta * dL/dtheta| on the pruning subset (connection sensitivity), normalised to sum 1."""
 
-    name = "snip"
 
     def score(self, ctx: ScoringContext) -> list[Tensor]:
         mask_names = [f"{n}_mask" for n in ctx.names]
@@ -106,7 +103,6 @@ class SNIP(Scorer):
 class GraSP(Scorer):
     """theta * Hg (gradient signal preservation) with softmax temperature 200, normalised by |sum|."""
 
-    name = "grasp"
     temperature = 200.0
     eps = 1e-10
 
@@ -140,7 +136,6 @@ class SynFlow(Scorer):
     """
 
     uses_data = False
-    name = "synflow"
 
     def score(self, ctx: ScoringContext) -> list[Tensor]:
         state = {k: v.detach().double().abs() for k, v in ctx.net.state_dict().items()}
@@ -155,7 +150,6 @@ class Ticket(Scorer):
     """Oracle: 1 on the planted ticket, 0 elsewhere. At the ticket's density it keeps exactly the ticket."""
 
     uses_data = False
-    name = "ticket"
 
     def score(self, ctx: ScoringContext) -> list[Tensor]:
         return [t.double() for t in ctx.ticket_masks]

@@ -50,6 +50,17 @@ def _main(argv: list[str]) -> None:
 COMMANDS: dict[str, Callable[[list[str]], None]] = {"ticket": _ticket, "main": _main}
 
 
+def find_cause(error: BaseException, kind: type) -> BaseException | None:
+    """``error`` itself or the first exception of ``kind`` in its cause/context chain."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def one_line(message: str) -> str:
     """jsonargparse's multi-line messages as one line."""
     return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
@@ -69,19 +80,21 @@ def main(argv: list[str] | None = None) -> int:
             COMMANDS[command](rest)
         else:
             raise UsageError(f"unknown command {command!r}; allowed: {', '.join(LIGHTNING_COMMANDS + tuple(COMMANDS))}")
-    except UsageError as e:
-        print(f"plantnseek: error: {e}", file=sys.stderr)
-        return 2
-    except RunFailure as e:
-        print(f"plantnseek: run failed: {e} (status recorded in summary.json)", file=sys.stderr)
-        return 1
-    except Exception as e:
-        if type(e).__name__ != "ArgumentError" or not type(e).__module__.startswith(("jsonargparse", "argparse")):
-            raise
-        print(f"plantnseek: error: {one_line(str(e))} (see 'plantnseek {command} --help')", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # argparse / jsonargparse already printed their message
+    except SystemExit as e:  # argparse / jsonargparse already printed their message; Ctrl-C in a fit
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except Exception as e:
+        # Our errors may arrive wrapped (jsonargparse re-raises what a class's __init__ raised).
+        usage, failure = find_cause(e, UsageError), find_cause(e, RunFailure)
+        if usage is not None:
+            print(f"plantnseek: error: {usage}", file=sys.stderr)
+            return 2
+        if failure is not None:
+            print(f"plantnseek: run failed: {failure} (status recorded in summary.json)", file=sys.stderr)
+            return 1
+        if type(e).__name__ == "ArgumentError" and type(e).__module__.startswith(("jsonargparse", "argparse")):
+            print(f"plantnseek: error: {one_line(str(e))} (see 'plantnseek {command} --help')", file=sys.stderr)
+            return 2
+        raise
     return 0
 
 

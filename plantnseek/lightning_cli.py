@@ -1,7 +1,10 @@
 """LightningCLI wiring: one seed for everything, the task chosen once, CPU and TensorBoard by default."""
 from __future__ import annotations
 
+import os
 import warnings
+
+import torch
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -9,7 +12,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from plantnseek.callbacks.summary import RunSummary
 from plantnseek.errors import UsageError
 from plantnseek.data import PlantedDataModule
-from plantnseek.module import PlantedMLP
+from plantnseek.module import PlantedMLP, check_same_network
 
 
 def integer_seed(value: object) -> int:
@@ -26,12 +29,36 @@ class PlantnseekCLI(LightningCLI):
         parser.link_arguments("seed_everything", "model.seed", compute_fn=integer_seed)
 
 
+    def _parse_ckpt_path(self) -> None:
+        """Check a given checkpoint against the config before anything is built or written.
+
+        (Lightning's default would silently replace the config's model arguments by the checkpoint's.)
+        """
+        if not self.config.get("subcommand"):
+            return
+        cfg = self.config[self.config.subcommand]
+        path = cfg.get("ckpt_path")
+        if path in (None, "last", "best", "hpc", "registry"):
+            return
+        if not os.path.isfile(path):
+            raise UsageError(f"checkpoint {path!r} does not exist")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+            raise UsageError(f"checkpoint {path!r} cannot be read ({type(e).__name__})") from None
+        if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+            raise UsageError(f"{path!r} is not a Lightning checkpoint")
+        theirs = ckpt.get("hyper_parameters", {})
+        ours = {"dataset": cfg.data.dataset, "depth": cfg.model.depth, "width": cfg.model.width}
+        check_same_network(theirs, ours)
+
     def before_fit(self) -> None:
         # With the Pruning callback, the epoch count follows from its schedule (no user arithmetic).
         from plantnseek.callbacks.summary import find_pruning
 
         pruning = find_pruning(self.trainer)
         if pruning is not None:
+            pruning.target_density(self.model)  # a target that keeps nothing fails before anything is written
             self.trainer.fit_loop.max_epochs = pruning.total_epochs
 
 
@@ -54,4 +81,5 @@ def run_cli(argv: list[str]) -> PlantnseekCLI:
         save_config_kwargs={"overwrite": True},
         args=argv,
         parser_kwargs={"default_env": False, "exit_on_error": False},
+        load_from_checkpoint_support=False,  # the config defines the network; a checkpoint must match it
     )

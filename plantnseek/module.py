@@ -40,6 +40,16 @@ def plant_network(dataset: str, depth: int, width: int, seed: int) -> PlantedNet
     return plant(ticket, network_widths(task, depth, width), stream(seed, STREAM_PLANT))
 
 
+def check_same_network(theirs: Any, ours: Any) -> None:
+    """Refuse a checkpoint of another task or architecture with a clear message (not a size mismatch)."""
+    keys = ("dataset", "depth", "width")
+    if any(k in theirs and theirs[k] != ours[k] for k in keys):
+        def describe(h: Any) -> str:
+            return ", ".join(f"{k} {h.get(k) if hasattr(h, 'get') else h[k]}" for k in keys)
+
+        raise UsageError(f"the checkpoint is of another network ({describe(theirs)}); this run is {describe(ours)}")
+
+
 class Ticket(nn.Module):
     """The planted ticket as float64 buffers (so checkpoints carry it): values, and the output scale."""
 
@@ -209,13 +219,7 @@ class PlantedMLP(pl.LightningModule):
         self.log_dict({f"test/{k}": v for k, v in self.evaluation_results().items()})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another task or architecture with a clear message (not a size mismatch)."""
-        theirs = checkpoint.get("hyper_parameters", {})
-        keys = ("dataset", "depth", "width")
-        if any(k in theirs and theirs[k] != self.hparams[k] for k in keys):
-            describe = lambda h: ", ".join(f"{k} {h.get(k)}" for k in keys)  # noqa: E731
-            raise UsageError(f"the checkpoint is of another network ({describe(theirs)}); "
-                             f"this run is {describe(self.hparams)}")
+        check_same_network(checkpoint.get("hyper_parameters", {}), self.hparams)
 
     # -- optimisation ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
