@@ -1,7 +1,8 @@
 """Lightning callbacks of plantnseek (installed as ``plantnseek.callbacks``)."""
 from plantnseek.callbacks.pruning import Pruning, make_scorer
 from plantnseek.callbacks.scorers import GraSP, Mag, Rand, SCORERS, Scorer, ScoringContext, SNIP, SynFlow, Ticket
+from plantnseek.callbacks.pictures import Pictures
 from plantnseek.callbacks.summary import RunSummary
 
-__all__ = ["Pruning", "RunSummary", "Scorer", "ScoringContext", "SCORERS", "Rand", "Mag", "SNIP", "GraSP",
+__all__ = ["Pictures", "Pruning", "RunSummary", "Scorer", "ScoringContext", "SCORERS", "Rand", "Mag", "SNIP", "GraSP",
            "SynFlow", "Ticket", "make_scorer"]

@@ -130,6 +130,7 @@ class Pruning(Callback):
         self._initial_optim: list[dict] | None = None
         self._initial_sched: list[dict] | None = None
         self.last_scores: dict[str, Tensor] = {}
+        self.score_log: list[dict[str, Any]] = []  # per pruning step: scores and resulting masks (pictures)
 
     # -- configuration ---------------------------------------------------------------------------------
     @property
@@ -276,6 +277,8 @@ class Pruning(Callback):
                 for (_, _, mask), m in zip(params, shuffle_masks([m for _, _, m in params], gen)):
                     mask.copy_(m)
         apply_masks(pl_module)
+        self.score_log.append({"level": level + 1, "scores": dict(self.last_scores),
+                               "masks": {n: m.detach().clone() for n, _, m in params}})
         event = self.describe(pl_module, level, target)
         if datamodule is not None:
             event["test_after_prune"] = pl_module.evaluate(datamodule.test_dataloader())

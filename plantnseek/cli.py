@@ -24,6 +24,7 @@ commands:
   test       evaluate a model on the test split (LightningCLI), e.g. with --ckpt_path
   ticket     show the planted ticket:  plantnseek ticket --dataset circle --depth 5 --width 100 [--json]
   main       run with the reference main.py flags:  plantnseek main --dataset circle --pruner synflow ...
+  sweep      a grid of runs in parallel, results.csv and figure.png:  plantnseek sweep --config configs/sweeps/smoke.yaml
 
 Run 'plantnseek <command> --help' for a command's options.
 """
@@ -47,7 +48,13 @@ def _main(argv: list[str]) -> None:
     run(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {"ticket": _ticket, "main": _main}
+def _sweep(argv: list[str]) -> None:
+    from plantnseek.sweep import run
+
+    run(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {"ticket": _ticket, "main": _main, "sweep": _sweep}
 
 
 def find_cause(error: BaseException, kind: type) -> BaseException | None:

@@ -9,6 +9,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from plantnseek.callbacks.pictures import Pictures
 from plantnseek.callbacks.summary import RunSummary
 from plantnseek.errors import UsageError
 from plantnseek.data import PlantedDataModule
@@ -67,7 +68,7 @@ def trainer_defaults() -> dict:
         "accelerator": "cpu",
         "devices": 1,
         "num_sanity_val_steps": 0,
-        "callbacks": [RunSummary(), ModelCheckpoint(save_last=True)],
+        "callbacks": [RunSummary(), Pictures(), ModelCheckpoint(save_last=True)],
     }
 
 

@@ -84,7 +84,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     validate(args)
     # Build everything first so bad values fail before anything is written.
-    from plantnseek.callbacks import Pruning, RunSummary
+    from plantnseek.callbacks import Pictures, Pruning, RunSummary
     from plantnseek.data import PlantedDataModule
     from plantnseek.module import PlantedMLP
 
@@ -113,7 +113,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     quiet_lightning()
     name = args.exp_suffix or args.expid or "default"
     logger = TensorBoardLogger(save_dir=args.result_dir, name=name)
-    callbacks = [pruning, summary, ModelCheckpoint(save_last=True)] + ([EpochPrinter()] if args.verbose else [])
+    callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last=True)] + ([EpochPrinter()] if args.verbose else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
                          enable_model_summary=False, max_epochs=pruning.total_epochs)
     print(f"Loading {args.dataset} dataset.")

@@ -21,3 +21,12 @@ class Spy(Scorer):
         Spy.calls.append({"masks": [m.clone() for m in ctx.masks],
                           "n_samples": sum(len(x) for x, _ in ctx.batches)})
         return [p.detach().abs() for p in ctx.params]
+
+
+class Broken(Scorer):
+    """Fails at scoring time: a sweep must record the failure and go on."""
+
+    uses_data = False
+
+    def score(self, ctx):
+        raise RuntimeError("broken scorer")

@@ -1,0 +1,184 @@
+"""Pictures: what a run learned (task figure), what it kept (masks against the ticket), how it scored
+(score histograms), and the sweep figure that answers "can pruning find the winning ticket?".
+
+Every function returns a matplotlib Figure; :func:`save` writes the PNG and logs it to TensorBoard.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from plantnseek.tasks import CIRCLE_BOUNDS, HELIX_FUNCS  # noqa: E402
+
+CLASS_COLORS = ["#4c72b0", "#55a868", "#dd8452", "#c44e52"]
+
+
+def save(fig: Figure, path: str, loggers: Sequence[Any] = (), tag: str | None = None, step: int = 0) -> str:
+    """Write ``fig`` as a PNG and, for TensorBoard loggers, add it as an image."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    for logger in loggers:
+        writer = getattr(logger, "experiment", None)
+        if writer is not None and hasattr(writer, "add_figure"):
+            writer.add_figure(tag or os.path.splitext(os.path.basename(path))[0], fig, global_step=step, close=False)
+    plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def task_figure(module: Any, x_test: torch.Tensor, y_test: torch.Tensor) -> Figure:
+    """circle: decision regions and test points; relu: fitted curve; helix: fitted 3-D curve."""
+    name = module.task.name
+    if name == "circle":
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        g = torch.linspace(-1, 1, 201)
+        xx, yy = torch.meshgrid(g, g, indexing="xy")
+        pred = module(torch.stack([xx.flatten(), yy.flatten()], dim=1)).argmax(dim=1).reshape(xx.shape)
+        ax.imshow(pred.numpy(), origin="lower", extent=(-1, 1, -1, 1), cmap=ListedColormap(CLASS_COLORS),
+                  alpha=0.35, vmin=0, vmax=3, interpolation="nearest")
+        ax.scatter(x_test[:, 0], x_test[:, 1], c=[CLASS_COLORS[int(c)] for c in y_test], s=6, edgecolors="none")
+        for r2 in CIRCLE_BOUNDS:
+            ax.add_patch(plt.Circle((0, 0), math.sqrt(r2), fill=False, ls="--", lw=1, color="black"))
+        acc = float((module(x_test).argmax(dim=1) == y_test).double().mean())
+        ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal", xlabel="x1", ylabel="x2",
+               title=f"circle: network decision regions (test accuracy {acc:.3f})")
+        ax.legend(handles=[Patch(color=c, alpha=0.6, label=f"class {i}") for i, c in enumerate(CLASS_COLORS)]
+                  + [plt.Line2D([], [], ls="--", color="black", label="true boundaries")], loc="upper right",
+                  fontsize=7)
+        return fig
+    xs = torch.linspace(-1, 1, 400)[:, None]
+    out = module(xs).double()
+    scale = rescale(module(x_test).double(), y_test.double())
+    if name == "relu":
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.scatter(x_test[:, 0], y_test[:, 0], s=4, alpha=0.4, color="gray", label="test data")
+        ax.plot(xs[:, 0], np.maximum(xs[:, 0], 0), color="black", lw=1, ls="--", label="target max(0, x)")
+        ax.plot(xs[:, 0], out[:, 0], color="C0", lw=2, label="network")
+        ax.plot(xs[:, 0], out[:, 0] * scale[0], color="C1", lw=1, ls=":", label="network, rescaled")
+        ax.set(xlabel="x", ylabel="y", title="relu: fitted curve")
+        ax.legend(fontsize=8)
+        return fig
+    fig = plt.figure(figsize=(6, 5))
+    ax = fig.add_subplot(projection="3d")
+    target = np.concatenate([f(xs.double().numpy()) for f in HELIX_FUNCS], axis=1)
+    ax.plot(*target.T, color="black", lw=1, ls="--", label="target helix")
+    ax.plot(*(out * scale).numpy().T, color="C0", lw=2, label="network, rescaled")
+    ax.scatter(*y_test.numpy().T, s=2, alpha=0.3, color="gray", label="test data")
+    ax.set(title="helix: fitted 3-D curve")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def rescale(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-output least-squares factor (as the rescaled MSE uses)."""
+    ff = (f * f).sum(dim=0)
+    return torch.where(ff > 0, (f * y).sum(dim=0) / ff.clamp_min(1e-300), torch.ones_like(ff))
+
+
+def mask_figure(weight_masks: Sequence[torch.Tensor], ticket_masks: Sequence[torch.Tensor]) -> Figure:
+    """Per layer: kept and in the ticket (green), ticket but pruned (red), kept outside the ticket (grey)."""
+    n = len(weight_masks)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    cmap = ListedColormap(["white", "#b0b0b0", "#d62728", "#2ca02c"])
+    for i, (ax, m, t) in enumerate(zip(axes[0], weight_masks, ticket_masks)):
+        kept, tk = (m > 0).numpy(), (t > 0).numpy()
+        code = np.where(kept & tk, 3, np.where(tk, 2, np.where(kept, 1, 0)))
+        ax.imshow(code, cmap=cmap, vmin=0, vmax=3, interpolation="nearest", aspect="auto")
+        hit = int((kept & tk).sum())
+        ax.set_title(f"layer {i} {m.shape[0]}x{m.shape[1]}\nticket kept {hit}/{int(tk.sum())}, kept {int(kept.sum())}",
+                     fontsize=8)
+        ax.set_xlabel("input unit", fontsize=7)
+        ax.set_ylabel("output unit", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.legend(handles=[Patch(color="#2ca02c", label="ticket, kept"), Patch(color="#d62728", label="ticket, pruned"),
+                        Patch(color="#b0b0b0", label="kept, not ticket")], loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def score_histogram_figure(scores: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], title: str) -> Figure:
+    """Per prunable tensor: histogram of log10 |score|, kept vs pruned."""
+    names = list(scores)
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        s = scores[name].double().abs().flatten()
+        keep = masks[name].flatten() > 0
+        finite = torch.isfinite(s) & (s > 0)
+        vals = torch.log10(s[finite])
+        bins = np.linspace(float(vals.min()), float(vals.max()) + 1e-9, 40) if vals.numel() else 10
+        ax.hist(vals[keep[finite]].numpy(), bins=bins, color="C2", alpha=0.7, label="kept")
+        ax.hist(vals[~keep[finite]].numpy(), bins=bins, color="C3", alpha=0.5, label="pruned")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("log10 |score|", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
+    """One column per task. Top: final metric vs kept fraction (log x), a line per pruner (mean, min-max
+    band over seeds), the ticket's metric dashed and its density as a vertical line. Bottom: ticket recall."""
+    done = [r for r in rows if r.get("status") == "completed"]
+    tasks = sorted({r["dataset"] for r in done}) or ["(no completed runs)"]
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.6 * len(tasks), 7), squeeze=False, sharex="col")
+    for col, task in enumerate(tasks):
+        sel = [r for r in done if r["dataset"] == task]
+        top, bottom = axes[0, col], axes[1, col]
+        lines: dict[str, dict[float, list[dict]]] = {}
+        for r in sel:
+            lines.setdefault(r["label"], {}).setdefault(float(r["sparsity_target"]), []).append(r)
+        for i, (label, points) in enumerate(sorted(lines.items())):
+            xs = sorted(points)
+            dens = [np.mean([p["param_sparsity"] for p in points[x]]) for x in xs]
+            for ax, key in ((top, "final_metric"), (bottom, "recall")):
+                vals = [[p[key] for p in points[x] if p[key] is not None] for x in xs]
+                keep = [j for j, v in enumerate(vals) if v]
+                if not keep:
+                    continue
+                d = [dens[j] for j in keep]
+                mean = [np.mean(vals[j]) for j in keep]
+                ax.plot(d, mean, marker="o", ms=3, color=f"C{i}", label=label)
+                ax.fill_between(d, [min(vals[j]) for j in keep], [max(vals[j]) for j in keep], color=f"C{i}", alpha=0.15)
+        if sel:
+            t_metric = np.mean([r["ticket_metric"] for r in sel])
+            t_density = np.mean([r["ticket_sparsity"] for r in sel])
+            top.axhline(t_metric, color="black", ls="--", lw=1, label="ticket alone")
+            for ax in (top, bottom):
+                ax.axvline(t_density, color="gray", ls=":", lw=1)
+            metric_name = sel[0]["metric_name"]
+        else:
+            metric_name = "metric"
+        for ax in (top, bottom):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.grid(alpha=0.3, which="major")
+        top.set_title(task)
+        top.set_ylabel(f"final test {metric_name}")
+        if metric_name != "accuracy":
+            top.set_yscale("log")
+        bottom.set_ylim(-0.02, 1.02)
+        bottom.set_xlabel("kept fraction of parameters (density); dotted: ticket density")
+        bottom.set_ylabel("ticket recall")
+        top.legend(fontsize=7)
+    fig.suptitle("Can pruning find the winning ticket?")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,111 @@
+import csv
+import json
+import os
+
+import pytest
+from PIL import Image
+
+from plantnseek.cli import main
+from plantnseek.errors import UsageError
+from plantnseek.sweep import expand, load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs/sweeps/smoke.yaml")
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_sweep_end_to_end_with_resume_and_a_failing_run(in_tmp, capsys):
+    assert main(["sweep", "--config", SMOKE, "--workers", "2", "--out", "sw"]) == 0
+    rows = read_csv(in_tmp / "sw/results.csv")
+    assert len(rows) == 8 and all(r["status"] == "completed" for r in rows)
+    for col in ("dataset", "pruner", "sparsity", "param_sparsity", "final_metric", "ticket_metric",
+                "ticket_sparsity", "recall", "precision", "collapsed", "seconds"):
+        assert col in rows[0]
+    ticket_rows = [r for r in rows if r["sparsity"] == "ticket"]
+    assert all(float(r["param_sparsity"]) == pytest.approx(float(r["ticket_sparsity"]), abs=1e-3) for r in ticket_rows)
+    with Image.open(in_tmp / "sw/figure.png") as im:
+        im.verify()
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(in_tmp / "sw/tensorboard"))
+    run = in_tmp / "sw/runs/dataset=circle,pruner=synflow,sparsity=0.2"
+    assert (run / "summary.json").exists() and (run / "task.png").exists() and (run / "masks.png").exists()
+    capsys.readouterr()
+
+    # resume: the same sweep skips every finished run; a new axis value adds runs, one of which fails
+    assert main(["sweep", "--config", SMOKE, "--workers", "1", "--out", "sw"]) == 0
+    assert "8 already done, 0 to run" in capsys.readouterr().out
+    assert main(["sweep", "--config", SMOKE, "--workers", "2", "--out", "sw", "--grid", "pruner=synflow,my_scorers.Broken",
+                 "--grid", "dataset=relu"]) == 0
+    out = capsys.readouterr().out
+    assert "2 already done, 2 to run" in out
+    rows = read_csv(in_tmp / "sw/results.csv")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(rows) == 4 and len(failed) == 2
+    assert all("broken scorer" in r["error"] for r in failed)
+    assert "failed: " in out
+
+
+def test_submitit_local_executor_runs_a_two_run_grid(in_tmp, tmp_path):
+    config = tmp_path / "two.yaml"
+    config.write_text("""
+base:
+  data: {dataset: relu, n_samples: 600, prune_dataset_ratio: 5}
+  model: {depth: 3, width: 4}
+  pruning: {post_epochs: 1}
+pictures: false
+grid:
+  pruner: [mag, rand]
+""")
+    assert main(["sweep", "--config", str(config), "--executor", "submitit", "--out", "sub"]) == 0
+    rows = read_csv(in_tmp / "sub/results.csv")
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("grid: {}", "no axes"),
+    ("grid: {dataset: []}", "axis 'dataset' is empty"),
+    ("grid: {colour: [red]}", "unknown axis 'colour'"),
+    ("grid: {model.width: [5]}", "minimum width is 20"),
+    ("grid: {pruner: [magic]}", "unknown pruner 'magic'"),
+    ("grid: {sparsity: [0]}", "sparsity 0"),
+    ("base: {colour: 1}\ngrid: {seed: [1]}", "unknown key 'colour'"),
+    ("grids: {seed: [1]}", "needs a 'grid'"),
+    ("grid: [unclosed", "not valid YAML"),
+])
+def test_bad_sweep_configs(text, message, tmp_path, in_tmp, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["sweep", "--config", str(path), "--out", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (in_tmp / "x").exists()
+
+
+def test_missing_config_and_bad_flags(in_tmp, capsys):
+    assert main(["sweep", "--config", "nope.yaml"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["sweep", "--config", SMOKE, "--workers", "0"]) == 2
+    assert main(["sweep", "--config", SMOKE, "--grid", "seed"]) == 2
+
+
+def test_paper_configs_expand_to_the_paper_grid():
+    single = expand(load_config(os.path.join(ROOT, "configs/sweeps/paper_singleshot.yaml")))
+    assert len(single) == 3 * 5 * 5 * 25 == 1875
+    assert {s.model["width"] for s in single} == {100} and {s.pruning["post_epochs"] for s in single} == {10}
+    multi = expand(load_config(os.path.join(ROOT, "configs/sweeps/paper_multishot.yaml")))
+    assert len(multi) == 3 * 5 * 5 * 10 and {s.pruning["levels"] for s in multi} == {10}
+    fewer = expand(load_config(os.path.join(ROOT, "configs/sweeps/paper_singleshot.yaml")), {"seed": [1, 2]})
+    assert len(fewer) == 150
+
+
+def test_submitit_missing_is_a_clear_error(in_tmp, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    assert main(["sweep", "--config", SMOKE, "--executor", "submitit", "--out", "s"]) == 2
+    assert "pip install" in capsys.readouterr().err
+    with pytest.raises(UsageError):
+        raise UsageError("x")
