@@ -55,6 +55,58 @@ def clean(x: Any) -> Any:
     return x
 
 
+def ticket_info(module: pl.LightningModule, x: Any, y: Any) -> dict[str, Any]:
+    nonzero, total = module.ticket.counts()
+    return {"sparsity": nonzero / total, "nonzero": nonzero, "total": total,
+            "metric_name": module.task.metric_name, "metric": module.ticket_metric(x, y)}
+
+
+def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, Any], initial: dict[str, float] | None,
+                  epochs: int, status: str) -> dict[str, Any]:
+    """The content of summary.json for one run (a PlantedMLP and, if any, its Pruning callback)."""
+    hp = module.hparams
+    masks = [layer.weight_mask for layer in module.net.layers]
+    rec = recovery(masks, module.ticket.weight_masks())
+    layers = layer_table(module, pruning.last_scores if pruning else {})
+    prunable = [r for r in layers if r["prunable"]] or [r for r in layers if r["name"].endswith("weight")]
+    kept = sum(r["kept_fraction"] * r["size"] for r in prunable)
+    size = sum(r["size"] for r in prunable)
+    flops = sum(r["flops"] for r in layers)
+    history = module.history
+    final = {k[len("test_"):]: v for k, v in history[-1].items() if k.startswith("test_")} if history else {}
+    return {
+        "status": status,
+        "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
+        "optimizer": hp.optimizer, "lr": hp.lr,
+        "pruner": pruning.scorer.name if pruning else None,
+        "levels": pruning.levels if pruning else 0,
+        "scope": pruning.scope if pruning else None,
+        "prune_bias": pruning.prune_bias if pruning else None,
+        "sparsity_target": pruning.density if pruning else 1.0,
+        "param_sparsity": kept / size,
+        "param_kept": round(kept), "param_prunable": size,
+        "flop_sparsity": sum(r["kept_fraction"] * r["flops"] for r in layers) / flops,
+        "ticket": ticket,
+        "recovery": {"recall": rec["recall"], "precision": rec["precision"], "collapsed": rec["collapsed"],
+                     "layers": rec["layers"]},
+        "primary_metric": module.primary_metric,
+        "initial": initial,
+        "final": final,
+        "epochs": epochs,
+        "history": history,
+        "prune_events": pruning.events if pruning else [],
+        "layers": layers,
+    }
+
+
+def write_summary(directory: str, data: dict[str, Any], filename: str = "summary.json") -> str:
+    path = os.path.join(directory, filename)
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(clean(data), f, indent=1)
+    return path
+
+
 def one_line(s: dict[str, Any]) -> str:
     """The run's result in one line: final metric, kept parameters, ticket, recovery."""
     name = s["primary_metric"]
@@ -79,10 +131,7 @@ class RunSummary(Callback):
 
     def _ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         if self.ticket is None:
-            x, y = trainer.datamodule.split("test")
-            nonzero, total = pl_module.ticket.counts()
-            self.ticket = {"sparsity": nonzero / total, "nonzero": nonzero, "total": total,
-                           "metric_name": pl_module.task.metric_name, "metric": pl_module.ticket_metric(x, y)}
+            self.ticket = ticket_info(pl_module, *trainer.datamodule.split("test"))
         return self.ticket
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -104,47 +153,11 @@ class RunSummary(Callback):
         self.write(trainer, pl_module, status, reason=f"{type(exception).__name__}: {exception}")
 
     def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str) -> dict[str, Any]:
-        hp = pl_module.hparams
-        pruning = find_pruning(trainer)
-        masks = [layer.weight_mask for layer in pl_module.net.layers]
-        rec = recovery(masks, pl_module.ticket.weight_masks())
-        layers = layer_table(pl_module, pruning.last_scores if pruning else {})
-        prunable = [r for r in layers if r["prunable"]] or [r for r in layers if r["name"].endswith("weight")]
-        kept = sum(r["kept_fraction"] * r["size"] for r in prunable)
-        size = sum(r["size"] for r in prunable)
-        flops = sum(r["flops"] for r in layers)
-        history = pl_module.history
-        final = {k[len("test_"):]: v for k, v in history[-1].items() if k.startswith("test_")} if history else {}
-        return {
-            "status": status,
-            "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
-            "optimizer": hp.optimizer, "lr": hp.lr,
-            "pruner": pruning.scorer.name if pruning else None,
-            "levels": pruning.levels if pruning else 0,
-            "scope": pruning.scope if pruning else None,
-            "prune_bias": pruning.prune_bias if pruning else None,
-            "sparsity_target": pruning.density if pruning else 1.0,
-            "param_sparsity": kept / size,
-            "param_kept": round(kept), "param_prunable": size,
-            "flop_sparsity": sum(r["kept_fraction"] * r["flops"] for r in layers) / flops,
-            "ticket": self._ticket(trainer, pl_module),
-            "recovery": {"recall": rec["recall"], "precision": rec["precision"], "collapsed": rec["collapsed"],
-                         "layers": rec["layers"]},
-            "primary_metric": pl_module.primary_metric,
-            "initial": self.initial,
-            "final": final,
-            "epochs": trainer.current_epoch,
-            "history": history,
-            "prune_events": pruning.events if pruning else [],
-            "layers": layers,
-        }
+        return build_summary(pl_module, find_pruning(trainer), self._ticket(trainer, pl_module), self.initial,
+                             trainer.current_epoch, status)
 
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str, reason: str | None = None) -> str:
         data = self.summary(trainer, pl_module, status)
         if reason:
             data["reason"] = reason
-        path = os.path.join(run_dir(trainer), self.filename)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(clean(data), f, indent=1)
-        return path
+        return write_summary(run_dir(trainer), data, self.filename)

@@ -40,6 +40,20 @@ def plant_network(dataset: str, depth: int, width: int, seed: int) -> PlantedNet
     return plant(ticket, network_widths(task, depth, width), stream(seed, STREAM_PLANT))
 
 
+def make_optimizer(hp: Any, params: Any) -> dict[str, Any]:
+    """The reference's optimizers (all elementwise, so stacked runs train exactly like separate ones)."""
+    if hp["optimizer"] == "adam":
+        opt = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    elif hp["optimizer"] == "sgd":
+        opt = torch.optim.SGD(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    elif hp["optimizer"] == "momentum":
+        opt = torch.optim.SGD(params, lr=hp["lr"], weight_decay=hp["weight_decay"], momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.RMSprop(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp["lr_drops"] or []), gamma=hp["lr_drop_rate"])
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
 def check_same_network(theirs: Any, ours: Any) -> None:
     """Refuse a checkpoint of another task or architecture with a clear message (not a size mismatch)."""
     keys = ("dataset", "depth", "width")
@@ -223,18 +237,7 @@ class PlantedMLP(pl.LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        params = self.net.parameters()
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "momentum":
-            opt = torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay, momentum=0.9, nesterov=True)
-        else:
-            opt = torch.optim.RMSprop(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.lr_drops or []), gamma=hp.lr_drop_rate)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return make_optimizer(self.hparams, self.net.parameters())
 
     # -- the planted ticket ----------------------------------------------------------------------------
     @torch.no_grad()

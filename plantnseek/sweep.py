@@ -12,6 +12,7 @@ import copy
 import csv
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -35,7 +36,7 @@ AXES = {
     "levels": ("pruning", "levels"),
 }
 SECTIONS = ("data", "model", "pruning", "trainer")
-TOP_KEYS = ("name", "base", "grid", "pictures")
+TOP_KEYS = ("name", "base", "grid", "pictures", "stack")
 CSV_FIELDS = ["status", "param_sparsity", "param_kept", "param_prunable", "flop_sparsity", "metric_name",
               "final_metric", "final_loss", "ticket_metric", "ticket_sparsity", "recall", "precision", "collapsed",
               "seconds", "run_dir", "error"]
@@ -53,6 +54,7 @@ class RunSpec:
     pruning: dict[str, Any] | None
     trainer: dict[str, Any] = field(default_factory=dict)
     pictures: bool = True
+    stack: bool = True
 
     @property
     def label(self) -> str:
@@ -140,7 +142,8 @@ def expand(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None
                 run[section][key] = value
         name = ",".join(f"{a}={v}" for a, v in values.items())
         specs.append(RunSpec(name=re.sub(r"[^A-Za-z0-9=,._-]", "_", name), values=values,
-                             pictures=bool(config.get("pictures", True)), **run))
+                             pictures=bool(config.get("pictures", True)), stack=bool(config.get("stack", True)),
+                             **run))
     validate(specs)
     return specs
 
@@ -243,6 +246,62 @@ def execute(spec: RunSpec, out: str) -> dict[str, Any]:
     return result_row(out, spec, time.perf_counter() - start)
 
 
+def stack_key(spec: RunSpec) -> str:
+    """Runs with equal keys can train as one stacked model (they differ in seed and pruning only)."""
+    schedule = {k: (spec.pruning or {}).get(k) for k in ("levels", "pre_epochs", "post_epochs", "rewind")}
+    data = {k: v for k, v in spec.data.items() if k != "seed"}
+    return json.dumps([data, spec.model, spec.trainer, spec.pruning is None, schedule], sort_keys=True, default=str)
+
+
+def plan(todo: list[RunSpec], workers: int, max_stack: int) -> list[list[RunSpec]]:
+    """Batches of runs: stackable runs together (at most ``max_stack``, and split so every worker has work)."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in todo:
+        key = stack_key(spec) if spec.stack and max_stack > 1 else spec.name
+        groups.setdefault(key, []).append(spec)
+    n_chunks_min = min(workers, len(todo))
+    total = len(todo)
+    batches: list[list[RunSpec]] = []
+    for specs in groups.values():
+        share = max(1, round(n_chunks_min * len(specs) / total))  # this group's share of the workers
+        size = min(max_stack, math.ceil(len(specs) / share))
+        batches += [specs[i : i + size] for i in range(0, len(specs), size)]
+    return sorted(batches, key=len, reverse=True)
+
+
+def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
+    """Train a batch of stackable runs as one stacked model; on any failure, run them one by one."""
+    if len(specs) == 1:
+        return [execute(specs[0], out)]
+    quiet_worker()
+    start = time.perf_counter()
+    try:
+        from plantnseek.callbacks import Pruning
+        from plantnseek.callbacks.pictures import draw_run_pictures
+        from plantnseek.callbacks.summary import write_summary
+        from plantnseek.data import PlantedDataModule
+        from plantnseek.module import PlantedMLP
+        from plantnseek.stacked import fit_stacked, log_history
+
+        dms = [PlantedDataModule(**s.data, seed=s.seed) for s in specs]
+        members = [PlantedMLP(dataset=dm.dataset, seed=s.seed, **s.model) for s, dm in zip(specs, dms)]
+        prunings = [Pruning(**s.pruning) for s in specs] if specs[0].pruning is not None else None
+        summaries = fit_stacked(members, dms, prunings, specs[0].trainer)
+    except BaseException:  # noqa: BLE001 - isolate the failing run(s)
+        return [execute(s, out) for s in specs]
+    seconds = (time.perf_counter() - start) / len(specs)
+    rows = []
+    for i, (spec, summary) in enumerate(zip(specs, summaries)):
+        directory = run_dir(out, spec)
+        summary["stacked_runs"] = len(specs)
+        write_summary(directory, summary)
+        log_history(directory, summary)
+        if spec.pictures:
+            draw_run_pictures(directory, members[i], *dms[i].split("test"), prunings[i] if prunings else None)
+        rows.append(result_row(out, spec, seconds))
+    return rows
+
+
 def record_failure(directory: str, spec: RunSpec, error: BaseException) -> None:
     path = os.path.join(directory, "summary.json")
     summary: dict[str, Any] = {}
@@ -316,24 +375,26 @@ def draw(out: str, rows: list[dict[str, Any]]) -> str:
     return figures.save(fig, os.path.join(out, "figure.png"))
 
 
-def run_local(todo: list[RunSpec], out: str, workers: int, progress: Callable[[dict], None]) -> None:
-    if workers <= 1 or len(todo) <= 1:
-        for spec in todo:
-            progress(execute(spec, out))
+def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[dict], None]) -> None:
+    if workers <= 1 or len(batches) <= 1:
+        for batch in batches:
+            for row in execute_batch(batch, out):
+                progress(row)
         return
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=quiet_worker, maxtasksperchild=50) as pool:
-        for row in pool.imap_unordered(_execute_star, [(spec, out) for spec in todo]):
-            progress(row)
+    with ctx.Pool(min(workers, len(batches)), initializer=quiet_worker, maxtasksperchild=20) as pool:
+        for rows in pool.imap_unordered(_execute_star, [(batch, out) for batch in batches]):
+            for row in rows:
+                progress(row)
 
 
-def _execute_star(args: tuple[RunSpec, str]) -> dict[str, Any]:
-    return execute(*args)
+def _execute_star(args: tuple[list[RunSpec], str]) -> list[dict[str, Any]]:
+    return execute_batch(*args)
 
 
-def run_submitit(todo: list[RunSpec], out: str, workers: int, progress: Callable[[dict], None]) -> None:
+def run_submitit(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[dict], None]) -> None:
     try:
         import submitit
     except ImportError:
@@ -341,11 +402,12 @@ def run_submitit(todo: list[RunSpec], out: str, workers: int, progress: Callable
                          "(or pip install submitit)") from None
     executor = submitit.AutoExecutor(folder=os.path.join(out, "submitit"))
     executor.update_parameters(timeout_min=24 * 60, slurm_array_parallelism=max(workers, 1), cpus_per_task=1)
-    jobs = executor.map_array(execute, todo, [out] * len(todo))
+    jobs = executor.map_array(execute_batch, batches, [out] * len(batches))
     for job in submitit.helpers.as_completed(jobs):
         try:
-            progress(job.result())
-        except Exception as e:  # noqa: BLE001 - a job that died outside execute()
+            for row in job.result():
+                progress(row)
+        except Exception as e:  # noqa: BLE001 - a job that died outside execute_batch()
             progress({"status": "failed", "error": f"{type(e).__name__}: {e}"})
 
 
@@ -359,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="AXIS=V1,V2",
                    help="override or add an axis, e.g. --grid seed=1,2,3 (repeatable)")
     p.add_argument("--seeds", type=int, default=None, help="shorthand for --grid seed=1,...,N")
+    p.add_argument("--max-stack", type=int, default=64,
+                   help="most runs trained together as one stacked model (1: every run on its own; default: 64)")
     return p
 
 
@@ -380,6 +444,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers} is invalid; it must be at least 1")
+    if args.max_stack < 1:
+        raise UsageError(f"--max-stack {args.max_stack} is invalid; it must be at least 1")
     config = load_config(args.config)
     specs = expand(config, parse_overrides(args.grid, args.seeds))
     if args.executor == "submitit":
@@ -392,8 +458,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     out = args.out or os.path.join("lightning_logs", "sweeps", name)
     os.makedirs(out, exist_ok=True)
     todo = [s for s in specs if not is_done(out, s)]
+    batches = plan(todo, args.workers, args.max_stack)
     print(f"sweep {name}: {len(specs)} runs, {len(specs) - len(todo)} already done, {len(todo)} to run "
-          f"with {args.workers} worker(s) -> {out}")
+          f"in {len(batches)} batch(es) with {args.workers} worker(s) -> {out}")
     from tqdm import tqdm
 
     failed = 0
@@ -408,7 +475,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             bar.update(1)
 
         if todo:
-            (run_submitit if args.executor == "submitit" else run_local)(todo, out, args.workers, progress)
+            (run_submitit if args.executor == "submitit" else run_local)(batches, out, args.workers, progress)
     rows = [result_row(out, s) for s in specs]
     axes = list(specs[0].values)
     csv_path = write_results(out, rows, axes)
