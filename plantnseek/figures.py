@@ -26,13 +26,19 @@ CLASS_COLORS = ["#4c72b0", "#55a868", "#dd8452", "#c44e52"]
 
 
 def save(fig: Figure, path: str, loggers: Sequence[Any] = (), tag: str | None = None, step: int = 0) -> str:
-    """Write ``fig`` as a PNG and, for TensorBoard loggers, add it as an image."""
+    """Render ``fig`` once; write it as a PNG and, for TensorBoard loggers, add it as an image."""
+    from PIL import Image
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.set_dpi(100)
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    Image.fromarray(rgb).save(path, compress_level=1)
     for logger in loggers:
         writer = getattr(logger, "experiment", None)
-        if writer is not None and hasattr(writer, "add_figure"):
-            writer.add_figure(tag or os.path.splitext(os.path.basename(path))[0], fig, global_step=step, close=False)
+        if writer is not None and hasattr(writer, "add_image"):
+            writer.add_image(tag or os.path.splitext(os.path.basename(path))[0], rgb, global_step=step,
+                             dataformats="HWC")
     plt.close(fig)
     return path
 
@@ -119,9 +125,10 @@ def score_histogram_figure(scores: dict[str, torch.Tensor], masks: dict[str, tor
         keep = masks[name].flatten() > 0
         finite = torch.isfinite(s) & (s > 0)
         vals = torch.log10(s[finite])
-        bins = np.linspace(float(vals.min()), float(vals.max()) + 1e-9, 40) if vals.numel() else 10
-        ax.hist(vals[keep[finite]].numpy(), bins=bins, color="C2", alpha=0.7, label="kept")
-        ax.hist(vals[~keep[finite]].numpy(), bins=bins, color="C3", alpha=0.5, label="pruned")
+        bins = np.linspace(float(vals.min()), float(vals.max()) + 1e-9, 40) if vals.numel() else np.linspace(0, 1, 41)
+        for sel, color, label in ((keep[finite], "C2", "kept"), (~keep[finite], "C3", "pruned")):
+            counts, edges = np.histogram(vals[sel].numpy(), bins=bins)
+            ax.stairs(counts, edges, fill=True, color=color, alpha=0.6, label=label)
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("log10 |score|", fontsize=7)
         ax.tick_params(labelsize=6)

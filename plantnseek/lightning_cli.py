@@ -68,7 +68,7 @@ def trainer_defaults() -> dict:
         "accelerator": "cpu",
         "devices": 1,
         "num_sanity_val_steps": 0,
-        "callbacks": [RunSummary(), Pictures(), ModelCheckpoint(save_last=True)],
+        "callbacks": [RunSummary(), Pictures(), ModelCheckpoint(save_last="link")],
     }
 
 

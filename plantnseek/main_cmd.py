@@ -113,7 +113,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     quiet_lightning()
     name = args.exp_suffix or args.expid or "default"
     logger = TensorBoardLogger(save_dir=args.result_dir, name=name)
-    callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last=True)] + ([EpochPrinter()] if args.verbose else [])
+    callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last="link")] + ([EpochPrinter()] if args.verbose else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
                          enable_model_summary=False, max_epochs=pruning.total_epochs)
     print(f"Loading {args.dataset} dataset.")

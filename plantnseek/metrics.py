@@ -95,3 +95,21 @@ class RunsMSE(Metric):
 
     def compute(self) -> Tensor:
         return (self.sse / self.count).float()
+
+
+class SumMean(Metric):
+    """Mean from streamed (sum, count) pairs, kept in float64 so grouping the stream cannot change it."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, total: Tensor, count: int) -> None:
+        self.total += total.double()
+        self.count += count
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count).float()

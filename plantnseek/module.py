@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from plantnseek.data import STREAM_PLANT, stream
 from plantnseek.errors import RunFailure, UsageError
 from plantnseek.layers import MaskedMLP
-from plantnseek.metrics import RescaledMSE
+from plantnseek.metrics import RescaledMSE, SumMean
 from plantnseek.planting import PlantedNetwork, plant
 from plantnseek.tasks import Task, get_task
 from plantnseek.tickets import build_ticket
@@ -141,6 +141,8 @@ class PlantedMLP(pl.LightningModule):
         if weight_decay < 0:
             raise UsageError(f"weight_decay {weight_decay} is invalid; it must be >= 0")
         self.save_hyperparameters()
+        # One Lightning step makes several optimizer steps (see PlantedDataModule.batches_per_step).
+        self.automatic_optimization = False
         self.task = get_task(dataset)
         planted = plant_network(dataset, depth, width, seed)
         self.net = MaskedMLP(network_widths(self.task, depth, width))
@@ -149,7 +151,7 @@ class PlantedMLP(pl.LightningModule):
                 layer.weight.copy_(torch.as_tensor(w))
                 layer.bias.copy_(torch.as_tensor(b))
         self.ticket = Ticket(planted)
-        self.train_loss = MeanMetric()
+        self.train_loss = SumMean()
         self.eval_loss = MeanMetric()
         self.eval_metrics = self._make_metrics()
         self.history: list[dict[str, float]] = []
@@ -171,11 +173,32 @@ class PlantedMLP(pl.LightningModule):
         return F.cross_entropy(out, y) if self.task.classification else F.mse_loss(out, y)
 
     # -- one train/eval path for all tasks -------------------------------------------------------------
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        loss = self.loss(self(x), y)
-        self.train_loss.update(loss.detach(), weight=len(x))
-        return loss
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """One optimizer step per ``(x, y)`` batch; ``batch`` is a batch or a list of batches.
+
+        The last step goes through Lightning's optimizer wrapper, so the trainer counts one step per call.
+        """
+        batches = batch if isinstance(batch, list) else [batch]
+        wrapped = self.optimizers()
+        opt = wrapped.optimizer
+        total, count = torch.zeros((), dtype=torch.float64), 0
+        for i, (x, y) in enumerate(batches):
+            opt.zero_grad(set_to_none=True)
+            loss = self.loss(self(x), y)
+            loss.backward()
+            (wrapped if i == len(batches) - 1 else opt).step()
+            total += loss.detach().double() * len(x)
+            count += len(x)
+        self.train_loss.update(total, count)
+        return (total / count).float()
+
+    def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return batch if device.type == "cpu" else super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_train_epoch_start(self) -> None:
         self.train_loss.reset()

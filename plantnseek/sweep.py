@@ -369,10 +369,10 @@ def draw(out: str, rows: list[dict[str, Any]]) -> str:
     fig = figures.sweep_figure(rows)
     writer = SummaryWriter(os.path.join(out, "tensorboard"))
     try:
-        writer.add_figure("sweep/figure", fig, close=False)
+        return figures.save(fig, os.path.join(out, "figure.png"), [type("Logger", (), {"experiment": writer})()],
+                            "sweep/figure")
     finally:
         writer.close()
-    return figures.save(fig, os.path.join(out, "figure.png"))
 
 
 def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[dict], None]) -> None:

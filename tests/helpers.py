@@ -13,11 +13,11 @@ from plantnseek.module import PlantedMLP
 MIN_W = {"circle": 20, "relu": 4, "helix": 30}
 
 
-def tiny(dataset="circle", depth=4, width=None, seed=1, n_samples=600, **model_kw):
+def tiny(dataset="circle", depth=4, width=None, seed=1, n_samples=600, batches_per_step=2, **model_kw):
     width = width or MIN_W[dataset]
     model = PlantedMLP(dataset=dataset, depth=depth, width=width, seed=seed, **model_kw)
     dm = PlantedDataModule(dataset=dataset, n_samples=n_samples, train_batch_size=64, seed=seed,
-                           prune_dataset_ratio=5)
+                           prune_dataset_ratio=5, batches_per_step=batches_per_step)
     return model, dm
 
 
