@@ -83,4 +83,5 @@ def run_cli(argv: list[str]) -> PlantnseekCLI:
         args=argv,
         parser_kwargs={"default_env": False, "exit_on_error": False},
         load_from_checkpoint_support=False,  # the config defines the network; a checkpoint must match it
+        auto_configure_optimizers=False,  # optimizers are model.optimizer / lr / lr_drops (the reference's)
     )

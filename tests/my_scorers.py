@@ -1,5 +1,4 @@
 """A user's own pruner, living outside plantnseek: keeps the weights closest to zero, plus a spy."""
-import torch
 
 from plantnseek.callbacks import Scorer
 

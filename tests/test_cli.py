@@ -44,16 +44,16 @@ def test_fit_writes_tensorboard_config_and_summary(config, in_tmp):
 
 def test_user_scorer_by_config(in_tmp):
     config = in_tmp / "mine.yaml"
-    config.write_text(f"""
+    config.write_text("""
 seed_everything: 3
-data: {{dataset: relu, n_samples: 600, prune_dataset_ratio: 5}}
-model: {{depth: 4, width: 8}}
+data: {dataset: relu, n_samples: 600, prune_dataset_ratio: 5}
+model: {depth: 4, width: 8}
 trainer:
   enable_progress_bar: false
   callbacks:
     - class_path: plantnseek.callbacks.Pruning
       init_args:
-        pruner: {{class_path: my_scorers.SmallestMagnitude}}
+        pruner: {class_path: my_scorers.SmallestMagnitude}
         sparsity: 0.25
         post_epochs: 1
 """)
