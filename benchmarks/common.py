@@ -17,7 +17,7 @@ def timeit(fn: Callable[[], Any], repeats: int) -> list[float]:
 
 
 def stats(times: list[float]) -> dict[str, float]:
-    return {"min": round(min(times), 4), "median": round(statistics.median(times), 4)}
+    return {"min": round(min(times), 6), "median": round(statistics.median(times), 6)}
 
 
 def emit(record: dict[str, Any]) -> None:

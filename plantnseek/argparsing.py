@@ -18,4 +18,4 @@ def parse_bool(value: str) -> bool:
 
 class CleanArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog.split()[-1]}: {message}")

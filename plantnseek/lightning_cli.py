@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import torch
@@ -60,6 +61,10 @@ class PlantnseekCLI(LightningCLI):
         pruning = find_pruning(self.trainer)
         if pruning is not None:
             pruning.target_density(self.model)  # a target that keeps nothing fails before anything is written
+            asked = self.config[self.subcommand].trainer.get("max_epochs")
+            if asked is not None and asked != pruning.total_epochs:
+                print(f"note: the Pruning callback trains levels x pre_epochs + post_epochs = {pruning.total_epochs} "
+                      f"epochs; trainer.max_epochs={asked} is ignored", file=sys.stderr)
             self.trainer.fit_loop.max_epochs = pruning.total_epochs
 
 

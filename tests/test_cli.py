@@ -169,3 +169,12 @@ def test_readme_scorer_example_runs(in_tmp, monkeypatch):
                  "--width", "20", "--exp-suffix", "mine"]) == 0
     (s,) = summaries(in_tmp)
     assert s["pruner"] == "gradnorm" and s["param_kept"] == round(0.05 * s["param_prunable"])
+
+
+def test_pruning_schedule_sets_the_epochs_and_says_so(in_tmp, capsys):
+    assert main(["fit", "--config", f"{CONFIGS}/synflow_multishot.yaml", "--model.width", "20", *TINY,
+                 "--trainer.callbacks.init_args.pre_epochs", "1", "--trainer.callbacks.init_args.levels", "2",
+                 "--trainer.callbacks.init_args.post_epochs", "1", "--trainer.max_epochs", "7"]) == 0
+    assert "trainer.max_epochs=7 is ignored" in capsys.readouterr().err
+    (s,) = summaries(in_tmp)
+    assert s["epochs"] == 3 and s["levels"] == 2
