@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
 from plantnseek.data import stream, torch_generator
-from plantnseek.errors import RunFailure, UsageError
+from plantnseek.errors import RunFailure, UsageError, check_number
 from plantnseek.masking import recovery, resolve_density, schedule_densities, shuffle_masks, topk_masks
 from plantnseek.planting import he_scaled_init
 from plantnseek.callbacks.scorers import SCORERS, Scorer, ScoringContext
@@ -37,6 +37,8 @@ def make_scorer(pruner: str | Scorer) -> Scorer:
     """A scorer from a built-in name, a dotted ``module.Class`` path, or an instance."""
     if isinstance(pruner, Scorer):
         return pruner
+    if not isinstance(pruner, str):
+        raise UsageError(f"pruner {pruner!r} is invalid; give a built-in name or a module.Class Scorer path")
     if pruner in SCORERS:
         return SCORERS[pruner]()
     if "." in pruner:
@@ -102,8 +104,11 @@ class Pruning(Callback):
         prune_train_mode: bool = False,
         rewind: bool | None = None,
     ) -> None:
+        check_number("sparsity", sparsity, optional=True)
+        check_number("compression", compression, optional=True)
         for name, value, low in (("levels", levels, 1), ("prune_epochs", prune_epochs, 1),
                                  ("pre_epochs", pre_epochs, 0), ("post_epochs", post_epochs, 0)):
+            check_number(name, value, integer=True)
             if value < low:
                 raise UsageError(f"{name} {value} is invalid; it must be at least {low}")
         if scope not in SCOPES:

@@ -114,8 +114,8 @@ def one_line(s: dict[str, Any]) -> str:
     t, rec = s["ticket"], s["recovery"]
     parts = [f"{s['dataset']} d{s['depth']} w{s['width']} seed {s['seed']}",
              f"{s['pruner'] or 'dense'}: test {name} {final:.4g}" if final is not None else "not trained",
-             f"kept {s['param_kept']}/{s['param_prunable']} ({s['param_sparsity']:.4f})",
-             f"ticket {t['metric_name']} {t['metric']:.4g} at sparsity {t['sparsity']:.4f}",
+             f"kept {s['param_kept']}/{s['param_prunable']} prunable ({s['param_sparsity']:.4f})",
+             f"ticket alone {t['metric_name']} {t['metric']:.4g} at sparsity {t['sparsity']:.4f}",
              f"recall {rec['recall']:.3f} precision {rec['precision']:.3f}" + (" COLLAPSED" if rec["collapsed"] else "")]
     return " | ".join(parts)
 
@@ -143,7 +143,7 @@ class RunSummary(Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         path = self.write(trainer, pl_module, "completed")
-        if self.verbose:
+        if self.verbose and path:
             print(one_line(self.summary(trainer, pl_module, "completed")) + f"\n  -> {path}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -156,7 +156,16 @@ class RunSummary(Callback):
         return build_summary(pl_module, find_pruning(trainer), self._ticket(trainer, pl_module), self.initial,
                              trainer.current_epoch, status)
 
-    def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str, reason: str | None = None) -> str:
+    def state_dict(self) -> dict[str, Any]:
+        return {"ticket": self.ticket, "initial": self.initial}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.ticket, self.initial = state_dict.get("ticket"), state_dict.get("initial")
+
+    def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str,
+              reason: str | None = None) -> str | None:
+        if trainer.fast_dev_run:
+            return None  # a debugging run: nothing to keep
         data = self.summary(trainer, pl_module, status)
         if reason:
             data["reason"] = reason

@@ -7,6 +7,7 @@ as one line on stderr and exit code 2.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Callable
 
@@ -48,13 +49,31 @@ def _main(argv: list[str]) -> None:
     run(argv)
 
 
-def _sweep(argv: list[str]) -> None:
+def _sweep(argv: list[str]) -> int:
     from plantnseek.sweep import run
 
-    run(argv)
+    return 1 if run(argv)["failed"] else 0  # failed runs are recorded; the exit code tells scripts
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {"ticket": _ticket, "main": _main, "sweep": _sweep}
+COMMANDS: dict[str, Callable[[list[str]], int | None]] = {"ticket": _ticket, "main": _main, "sweep": _sweep}
+
+
+def quiet_libraries() -> None:
+    """Drop library chatter that says nothing about the run (tips, deprecations inside Lightning)."""
+    import logging
+    import warnings
+
+    for text in ("isinstance\\(treespec, LeafSpec\\)", "The number of training batches", "transfer_batch_to_device",
+                 "dirpath has changed", "Checkpoint directory .* exists and is not empty",
+                 "LightningCLI's args parameter"):
+        warnings.filterwarnings("ignore", message=f".*{text}")
+
+    class NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Tip:" not in record.getMessage()
+
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(NoTips())
 
 
 def find_cause(error: BaseException, kind: type) -> BaseException | None:
@@ -68,9 +87,17 @@ def find_cause(error: BaseException, kind: type) -> BaseException | None:
     return None
 
 
-def one_line(message: str) -> str:
-    """jsonargparse's multi-line messages as one line."""
-    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
+def one_line(message: str, limit: int = 300) -> str:
+    """jsonargparse's (often long, multi-line) messages as one short line naming the actual problem."""
+    text = " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
+    missing = re.search(r"class_path '([^']+)': No module named '([^']+)'", text)
+    if missing:
+        return (f"cannot import {missing.group(1)}: no module named {missing.group(2)!r}; "
+                f"install it or add its folder to PYTHONPATH")
+    option = re.search(r"class_path '([^']+)': Option '([^']+)' is not accepted", text)
+    if option:
+        return f"{option.group(1)} has no option {option.group(2)!r}"
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,13 +105,22 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
+    if argv[0] in ("-V", "--version"):
+        from importlib.metadata import version
+
+        print(f"plantnseek {version('plantnseek')}")
+        return 0
     command, rest = argv[0], argv[1:]
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: your own scorer modules next to your configs import
+    quiet_libraries()
     try:
         if command in LIGHTNING_COMMANDS:
             _lightning(argv)
         elif command in COMMANDS:
-            COMMANDS[command](rest)
+            code = COMMANDS[command](rest)
+            if code:
+                return code
         else:
             raise UsageError(f"unknown command {command!r}; allowed: {', '.join(LIGHTNING_COMMANDS + tuple(COMMANDS))}")
     except SystemExit as e:  # argparse / jsonargparse already printed their message; Ctrl-C in a fit

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from plantnseek.errors import UsageError
+from plantnseek.errors import UsageError, check_number
 from plantnseek.tasks import Task, get_task
 
 # Independent random streams derived from the one user seed.
@@ -132,7 +132,11 @@ class PlantedDataModule(pl.LightningDataModule):
         batches_per_step: int = 32,
     ) -> None:
         super().__init__()
+        if not isinstance(dataset, str):
+            raise UsageError(f"dataset {dataset!r} is invalid; allowed: circle, relu, helix")
         self.task: Task = get_task(dataset)
+        check_number("seed", seed, integer=True)
+        check_number("batches_per_step", batches_per_step, integer=True)
         validate_data_args(self.task, noise, n_samples, train_fraction, train_batch_size, test_batch_size,
                            prune_dataset_ratio, prune_batch_size)
         if batches_per_step < 1:
@@ -177,6 +181,12 @@ class PlantedDataModule(pl.LightningDataModule):
 
 def validate_data_args(task: Task, noise: float, n_samples: int, train_fraction: float, train_batch_size: int,
                        test_batch_size: int, prune_dataset_ratio: int, prune_batch_size: int) -> None:
+    check_number("noise", noise)
+    check_number("train_fraction", train_fraction)
+    for name, value in (("n_samples", n_samples), ("train_batch_size", train_batch_size),
+                        ("test_batch_size", test_batch_size), ("prune_dataset_ratio", prune_dataset_ratio),
+                        ("prune_batch_size", prune_batch_size)):
+        check_number(name, value, integer=True)
     if not noise >= 0 or (task.max_noise is not None and noise > task.max_noise):
         allowed = f"between 0 and {task.max_noise}" if task.max_noise is not None else ">= 0"
         raise UsageError(f"noise {noise} is invalid for {task.name}; allowed: {allowed}")

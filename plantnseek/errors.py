@@ -8,3 +8,12 @@ class UsageError(ValueError):
 
 class RunFailure(RuntimeError):
     """A run that started but could not go on (non-finite scores, a diverging loss)."""
+
+
+def check_number(name: str, value: object, integer: bool = False, optional: bool = False) -> None:
+    """Type check at the boundary, so a wrong type reads as bad input rather than a Python error."""
+    if value is None and optional:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise UsageError(f"{name} {value!r} is invalid; it must be {'an integer' if integer else 'a number'}")

@@ -83,7 +83,9 @@ def task_figure(module: Any, x_test: torch.Tensor, y_test: torch.Tensor) -> Figu
     ax.plot(*(out * scale).numpy().T, color="C0", lw=2, label="network, rescaled")
     ax.scatter(*y_test.numpy().T, s=2, alpha=0.3, color="gray", label="test data")
     ax.set(title="helix: fitted 3-D curve")
-    ax.legend(fontsize=8)
+    legend = ax.legend(fontsize=8)
+    for handle in legend.legend_handles:
+        handle.set_alpha(1)
     return fig
 
 
@@ -107,6 +109,8 @@ def mask_figure(weight_masks: Sequence[torch.Tensor], ticket_masks: Sequence[tor
                      fontsize=8)
         ax.set_xlabel("input unit", fontsize=7)
         ax.set_ylabel("output unit", fontsize=7)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.tick_params(labelsize=6)
     fig.legend(handles=[Patch(color="#2ca02c", label="ticket, kept"), Patch(color="#d62728", label="ticket, pruned"),
                         Patch(color="#b0b0b0", label="kept, not ticket")], loc="lower center", ncol=3, fontsize=8)
@@ -185,7 +189,8 @@ def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
         bottom.set_ylim(-0.02, 1.02)
         bottom.set_xlabel("kept fraction of parameters (density); dotted: ticket density")
         bottom.set_ylabel("ticket recall")
-        top.legend(fontsize=7)
+        if top.get_legend_handles_labels()[0]:
+            top.legend(fontsize=7)
     fig.suptitle("Can pruning find the winning ticket?")
     fig.tight_layout()
     return fig

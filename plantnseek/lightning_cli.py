@@ -23,6 +23,9 @@ def integer_seed(value: object) -> int:
     return value
 
 
+DEFAULT_EPOCHS = 10  # the reference's default; Lightning's own default is 1000
+
+
 class PlantnseekCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The data module owns the task; ``seed_everything`` is the one seed of ticket, data and masks.
@@ -59,9 +62,11 @@ class PlantnseekCLI(LightningCLI):
         from plantnseek.callbacks.summary import find_pruning
 
         pruning = find_pruning(self.trainer)
+        asked = self.config[self.subcommand].trainer.get("max_epochs")
+        if pruning is None and asked is None:
+            self.trainer.fit_loop.max_epochs = DEFAULT_EPOCHS
         if pruning is not None:
             pruning.target_density(self.model)  # a target that keeps nothing fails before anything is written
-            asked = self.config[self.subcommand].trainer.get("max_epochs")
             if asked is not None and asked != pruning.total_epochs:
                 print(f"note: the Pruning callback trains levels x pre_epochs + post_epochs = {pruning.total_epochs} "
                       f"epochs; trainer.max_epochs={asked} is ignored", file=sys.stderr)

@@ -88,19 +88,21 @@ def run(argv: list[str]) -> dict[str, Any]:
     from plantnseek.data import PlantedDataModule
     from plantnseek.module import PlantedMLP
 
-    dm = PlantedDataModule(dataset=args.dataset, noise=args.data_noise, train_batch_size=args.train_batch_size,
-                           test_batch_size=args.test_batch_size, prune_dataset_ratio=args.prune_dataset_ratio,
-                           prune_batch_size=args.prune_batch_size, seed=args.seed)
-    model = PlantedMLP(dataset=args.dataset, depth=args.depth, width=args.width, seed=args.seed,
-                       optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-                       lr_drops=list(args.lr_drops), lr_drop_rate=args.lr_drop_rate)
+    data_args = {"dataset": args.dataset, "noise": args.data_noise, "train_batch_size": args.train_batch_size,
+                 "test_batch_size": args.test_batch_size, "prune_dataset_ratio": args.prune_dataset_ratio,
+                 "prune_batch_size": args.prune_batch_size}
+    model_args = {"depth": args.depth, "width": args.width, "optimizer": args.optimizer, "lr": args.lr,
+                  "weight_decay": args.weight_decay, "lr_drops": list(args.lr_drops), "lr_drop_rate": args.lr_drop_rate}
     multishot = args.level > 1 or args.experiment == "multishot"
-    pruning = Pruning(pruner=args.pruner, sparsity=args.sparsity,
-                      compression=args.compression if args.sparsity is None else None, levels=args.level,
-                      pre_epochs=args.pre_epochs, post_epochs=args.post_epochs, prune_epochs=args.prune_epochs,
-                      schedule=args.compression_schedule, scope=args.mask_scope, prune_bias=args.prune_bias,
-                      invert=args.invert, shuffle=args.shuffle, reinitialize=args.reinitialize,
-                      prune_train_mode=args.prune_train_mode, rewind=multishot)
+    pruning_args = {"pruner": args.pruner, "sparsity": args.sparsity,
+                    "compression": args.compression if args.sparsity is None else None, "levels": args.level,
+                    "pre_epochs": args.pre_epochs, "post_epochs": args.post_epochs, "prune_epochs": args.prune_epochs,
+                    "schedule": args.compression_schedule, "scope": args.mask_scope, "prune_bias": args.prune_bias,
+                    "invert": args.invert, "shuffle": args.shuffle, "reinitialize": args.reinitialize,
+                    "prune_train_mode": args.prune_train_mode, "rewind": multishot}
+    dm = PlantedDataModule(**data_args, seed=args.seed)
+    model = PlantedMLP(dataset=args.dataset, seed=args.seed, **model_args)
+    pruning = Pruning(**pruning_args)
     pruning.target_density(model)  # fails now on a sparsity that keeps nothing
     summary = RunSummary()
 
@@ -109,6 +111,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     from pytorch_lightning.loggers import TensorBoardLogger
 
     from plantnseek.reporting import EpochPrinter, print_report
+    from plantnseek.runconfig import fit_config, write_config
 
     quiet_lightning()
     name = args.exp_suffix or args.expid or "default"
@@ -116,6 +119,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last="link")] + ([EpochPrinter()] if args.verbose else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
                          enable_model_summary=False, max_epochs=pruning.total_epochs)
+    write_config(trainer.log_dir, fit_config(args.seed, data_args, model_args, pruning_args))
     print(f"Loading {args.dataset} dataset.")
     print(f"Creating {args.model_class}-{args.model} model (depth {args.depth}, width {args.width}).")
     print(f"{'Multishot' if multishot else 'Singleshot'}: {args.level} level(s) of {args.pre_epochs} pre-epochs, "

@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from plantnseek.data import STREAM_PLANT, stream
-from plantnseek.errors import RunFailure, UsageError
+from plantnseek.errors import RunFailure, UsageError, check_number
 from plantnseek.layers import MaskedMLP
 from plantnseek.metrics import RescaledMSE, SumMean
 from plantnseek.planting import PlantedNetwork, plant
@@ -134,6 +134,10 @@ class PlantedMLP(pl.LightningModule):
         lr_drop_rate: float = 0.1,
     ) -> None:
         super().__init__()
+        for name, value in (("depth", depth), ("width", width), ("seed", seed)):
+            check_number(name, value, integer=True)
+        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("lr_drop_rate", lr_drop_rate)):
+            check_number(name, value)
         if optimizer not in OPTIMIZERS:
             raise UsageError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if not lr > 0:
@@ -255,8 +259,19 @@ class PlantedMLP(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict({f"test/{k}": v for k, v in self.evaluation_results().items()})
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed run keeps its whole history, and a mid-epoch resume the epoch's running train loss.
+        checkpoint["plantnseek_history"] = list(self.history)
+        checkpoint["plantnseek_train_loss"] = (self.current_epoch, self.train_loss.total.clone(),
+                                               self.train_loss.count.clone())
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_same_network(checkpoint.get("hyper_parameters", {}), self.hparams)
+        self.history = list(checkpoint.get("plantnseek_history", []))
+        resumed = checkpoint.get("plantnseek_train_loss")
+        self.train_loss.reset()  # a mid-epoch resume goes on without on_train_epoch_start
+        if resumed is not None and float(resumed[2]) > 0:
+            self.train_loss.update(resumed[1], float(resumed[2]))
 
     # -- optimisation ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from plantnseek.argparsing import CleanArgumentParser
-from plantnseek.errors import UsageError
+from plantnseek.errors import UsageError, check_number
 
 # Short axis names and where they go in a run's configuration.
 AXES = {
@@ -110,9 +110,36 @@ def axis_target(axis: str) -> tuple[str, str | None]:
 
 
 def parse_value(axis: str, value: Any) -> Any:
-    if axis == "sparsity" and value == "ticket":
+    if axis == "sparsity" and isinstance(value, str):
+        if value != "ticket":
+            raise UsageError(f"sparsity {value!r} is invalid; allowed: a kept fraction in (0, 1], or ticket")
         return -1
     return value
+
+
+def allowed_keys(section: str) -> set[str]:
+    """The keyword arguments a sweep may set in each section (those of the class that takes them)."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    from plantnseek.callbacks.pruning import Pruning
+    from plantnseek.data import PlantedDataModule
+    from plantnseek.module import PlantedMLP
+
+    cls = {"data": PlantedDataModule, "model": PlantedMLP, "pruning": Pruning, "trainer": pl.Trainer}[section]
+    keys = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+    return keys - {"seed"} - ({"dataset"} if section == "model" else set()) - (
+        {"callbacks", "logger", "enable_checkpointing", "accelerator", "devices"} if section == "trainer" else set())
+
+
+def check_keys(run: dict[str, Any]) -> None:
+    for section in SECTIONS:
+        if run.get(section) is None:
+            continue
+        unknown = sorted(set(run[section]) - allowed_keys(section))
+        if unknown:
+            raise UsageError(f"unknown {section} key {unknown[0]!r}; allowed: {', '.join(sorted(allowed_keys(section)))}")
 
 
 def expand(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None) -> list[RunSpec]:
@@ -126,6 +153,11 @@ def expand(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None
         if not isinstance(values, list) or not values:
             raise UsageError(f"axis {axis!r} is empty; give a non-empty list of values")
     base = base_run(config.get("base"))
+    check_keys(base)
+    for axis in grid:
+        section, key = axis_target(axis)
+        if key is not None:
+            check_keys({section: {key: None}})
     specs = []
     axes = list(grid)
     for combo in itertools.product(*(grid[a] for a in axes)):
@@ -163,6 +195,9 @@ def validate(specs: list[RunSpec]) -> None:
             continue
         seen.add(key)
         try:
+            check_number("seed", spec.seed, integer=True)
+            check_number("depth", spec.model.get("depth", 5), integer=True)
+            check_number("width", spec.model.get("width", 50), integer=True)
             PlantedDataModule(**spec.data)
             dataset = spec.data.get("dataset", "circle")
             depth, width = spec.model.get("depth", 5), spec.model.get("width", 50)
@@ -217,7 +252,7 @@ def execute(spec: RunSpec, out: str) -> dict[str, Any]:
     quiet_worker()
     start = time.perf_counter()
     directory = run_dir(out, spec)
-    os.makedirs(directory, exist_ok=True)
+    write_run_config(directory, spec)
     try:
         import pytorch_lightning as pl
         from pytorch_lightning.loggers import TensorBoardLogger
@@ -293,6 +328,7 @@ def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
     rows = []
     for i, (spec, summary) in enumerate(zip(specs, summaries)):
         directory = run_dir(out, spec)
+        write_run_config(directory, spec)
         summary["stacked_runs"] = len(specs)
         write_summary(directory, summary)
         log_history(directory, summary)
@@ -300,6 +336,15 @@ def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
             draw_run_pictures(directory, members[i], *dms[i].split("test"), prunings[i] if prunings else None)
         rows.append(result_row(out, spec, seconds))
     return rows
+
+
+def write_run_config(directory: str, spec: RunSpec) -> None:
+    from plantnseek.runconfig import fit_config, write_config
+
+    trainer = dict(spec.trainer)
+    if spec.pruning is None:
+        trainer.setdefault("max_epochs", 10)
+    write_config(directory, fit_config(spec.seed, spec.data, spec.model, spec.pruning, trainer))
 
 
 def record_failure(directory: str, spec: RunSpec, error: BaseException) -> None:
@@ -482,6 +527,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     fig_path = draw(out, rows)
     done = sum(r["status"] == "completed" for r in rows)
     print(f"{done}/{len(rows)} runs completed, {len(rows) - done} failed, {time.perf_counter() - start:.1f} s")
+    if done < len(rows):
+        print(f"failed runs are listed with their error in {csv_path} (status, error); running the sweep again "
+              f"retries them", file=sys.stderr)
     print(f"results: {csv_path}\nfigure:  {fig_path}")
     return {"out": out, "rows": rows, "failed": len(rows) - done}
 

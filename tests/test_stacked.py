@@ -17,10 +17,10 @@ def parts(dataset, pruner, sparsity, seed, **pruning):
     return model, dm, Pruning(pruner=pruner, sparsity=sparsity, prune_bias=True, **pruning)
 
 
-def single(dataset, pruner, sparsity, seed, **pruning):
+def single(dataset, pruner, sparsity, seed, root, **pruning):
     model, dm, p = parts(dataset, pruner, sparsity, seed, **pruning)
     summary = RunSummary(verbose=False)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = pl.Trainer(accelerator="cpu", logger=False, default_root_dir=str(root), enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, callbacks=[p, summary])
     trainer.fit(model, datamodule=dm)
     return summary.summary(trainer, model, "completed"), model
@@ -31,9 +31,9 @@ def single(dataset, pruner, sparsity, seed, **pruning):
     ("helix", {"levels": 2, "pre_epochs": 1, "post_epochs": 1}),
     ("relu", {"levels": 1, "pre_epochs": 0, "post_epochs": 2, "optimizer": "momentum"}),
 ])
-def test_stacked_runs_equal_individual_runs(dataset, schedule):
+def test_stacked_runs_equal_individual_runs(dataset, schedule, tmp_path):
     runs = [("synflow", 0.2, 1), ("snip", -1, 2), ("mag", 0.5, 3), ("grasp", 0.3, 4), ("rand", 0.3, 5)]
-    expected = [single(dataset, *r, **dict(schedule)) for r in runs]
+    expected = [single(dataset, *r, tmp_path / str(i), **dict(schedule)) for i, r in enumerate(runs)]
     models, dms, prunings = zip(*(parts(dataset, *r, **dict(schedule)) for r in runs))
     got = fit_stacked(models, dms, prunings)
     for (want, want_model), have, have_model in zip(expected, got, models):

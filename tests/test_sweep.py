@@ -36,7 +36,7 @@ def test_smoke_sweep_end_to_end_with_resume_and_a_failing_run(in_tmp, capsys):
     assert main(["sweep", "--config", SMOKE, "--workers", "1", "--out", "sw"]) == 0
     assert "8 already done, 0 to run" in capsys.readouterr().out
     assert main(["sweep", "--config", SMOKE, "--workers", "2", "--out", "sw", "--grid", "pruner=synflow,my_scorers.Broken",
-                 "--grid", "dataset=relu"]) == 0
+                 "--grid", "dataset=relu"]) == 1  # failures are recorded, the sweep goes on, the exit code says so
     out = capsys.readouterr().out
     assert "2 already done, 2 to run" in out
     rows = read_csv(in_tmp / "sw/results.csv")
@@ -71,6 +71,12 @@ grid:
     ("grid: {sparsity: [0]}", "sparsity 0"),
     ("base: {colour: 1}\ngrid: {seed: [1]}", "unknown key 'colour'"),
     ("grids: {seed: [1]}", "needs a 'grid'"),
+    ("grid: {seed: [x]}", "seed 'x' is invalid; it must be an integer"),
+    ("grid: {sparsity: [tickt]}", "sparsity 'tickt' is invalid"),
+    ("grid: {data.noise: [abc]}", "noise 'abc' is invalid; it must be a number"),
+    ("grid: {pruning.sparsty: [0.1]}", "unknown pruning key 'sparsty'"),
+    ("grid: {trainer.max_epoch: [2]}", "unknown trainer key 'max_epoch'"),
+    ("base: {model: {widht: 3}}\ngrid: {seed: [1]}", "unknown model key 'widht'"),
     ("grid: [unclosed", "not valid YAML"),
 ])
 def test_bad_sweep_configs(text, message, tmp_path, in_tmp, capsys):
