@@ -40,6 +40,7 @@ def lightning_epochs(epochs: int) -> None:
         defaults = trainer_defaults()
         defaults["callbacks"] = [RunSummary(verbose=False)] + [c for c in defaults["callbacks"]
                                                                if type(c).__name__ == "ModelCheckpoint"]
+        defaults["enable_progress_bar"] = True  # as a user runs it in a terminal, even when piped here
         trainer = pl.Trainer(max_epochs=epochs, default_root_dir=root, enable_model_summary=False, **defaults)
         trainer.fit(model, datamodule=dm)
 

@@ -78,6 +78,8 @@ def trainer_defaults() -> dict:
         "accelerator": "cpu",
         "devices": 1,
         "num_sanity_val_steps": 0,
+        # progress bars in a terminal; in logs and pipes they are only carriage-return noise
+        "enable_progress_bar": sys.stdout.isatty(),
         "callbacks": [RunSummary(), Pictures(), ModelCheckpoint(save_last="link")],
     }
 

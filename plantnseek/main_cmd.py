@@ -8,6 +8,7 @@ true/false/1/0/yes/no. ``--level L > 1`` runs multishot. Output goes to
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from typing import Any
 
@@ -118,7 +119,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     logger = TensorBoardLogger(save_dir=args.result_dir, name=name)
     callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last="link")] + ([EpochPrinter()] if args.verbose else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
-                         enable_model_summary=False, max_epochs=pruning.total_epochs)
+                         enable_model_summary=False, max_epochs=pruning.total_epochs,
+                         enable_progress_bar=sys.stdout.isatty())
     write_config(trainer.log_dir, fit_config(args.seed, data_args, model_args, pruning_args))
     print(f"Loading {args.dataset} dataset.")
     print(f"Creating {args.model_class}-{args.model} model (depth {args.depth}, width {args.width}).")
