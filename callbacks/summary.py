@@ -128,6 +128,7 @@ class RunSummary(Callback):
         self.verbose = verbose
         self.ticket: dict[str, Any] | None = None
         self.initial: dict[str, float] | None = None
+        self.last: dict[str, Any] | None = None  # the summary last written
 
     def _ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         if self.ticket is None:
@@ -144,7 +145,7 @@ class RunSummary(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         path = self.write(trainer, pl_module, "completed")
         if self.verbose and path:
-            print(one_line(self.summary(trainer, pl_module, "completed")) + f"\n  -> {path}")
+            print(one_line(self.last) + f"\n  -> {path}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, UsageError) or not trainer.training and trainer.state.fn != "fit":
@@ -166,7 +167,7 @@ class RunSummary(Callback):
               reason: str | None = None) -> str | None:
         if trainer.fast_dev_run:
             return None  # a debugging run: nothing to keep
-        data = self.summary(trainer, pl_module, status)
+        self.last = data = self.summary(trainer, pl_module, status)
         if reason:
             data["reason"] = reason
         return write_summary(run_dir(trainer), data, self.filename)

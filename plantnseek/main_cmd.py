@@ -129,7 +129,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(model, datamodule=dm)
-    result = summary.summary(trainer, model, "completed")
+    result = summary.last
     print_report(result)
     print(f"Results saved in {trainer.log_dir}")
     return result

@@ -41,24 +41,6 @@ class RescaledMSE(Metric):
         return (sse.sum(dim=-1) / (self.count * sse.shape[-1])).float()
 
 
-class RunsMean(Metric):
-    """Per-run weighted mean of a ``[R]`` value (e.g. each run's batch loss, weighted by batch size)."""
-
-    full_state_update = False
-
-    def __init__(self, runs: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.zeros(runs, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("weight", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, value: Tensor, weight: float) -> None:
-        self.total += value.detach().double() * weight
-        self.weight += weight
-
-    def compute(self) -> Tensor:
-        return (self.total / self.weight).float()
-
-
 class RunsAccuracy(Metric):
     """Per-run accuracy of ``[R, n, C]`` logits against ``[R, n]`` labels."""
 
@@ -98,17 +80,21 @@ class RunsMSE(Metric):
 
 
 class SumMean(Metric):
-    """Mean from streamed (sum, count) pairs, kept in float64 so grouping the stream cannot change it."""
+    """Mean from streamed (sum, count) pairs, in float64 so grouping the stream cannot change it.
+
+    With ``runs=R``, sums are ``[R]`` (one mean per stacked run; the count is shared).
+    """
 
     full_state_update = False
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, runs: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        shape = () if runs is None else (runs,)
+        self.add_state("total", default=torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, total: Tensor, count: int) -> None:
-        self.total += total.double()
+    def update(self, total: Tensor, count: float) -> None:
+        self.total += total.detach().double()
         self.count += count
 
     def compute(self) -> Tensor:

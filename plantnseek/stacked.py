@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from plantnseek.callbacks.pruning import STREAM_REINIT, Pruning, apply_masks
 from plantnseek.data import STREAM_ORDER, PlantedDataModule, stream, torch_generator
 from plantnseek.errors import RunFailure
-from plantnseek.metrics import RescaledMSE, RunsAccuracy, RunsMean, RunsMSE
+from plantnseek.metrics import RescaledMSE, RunsAccuracy, RunsMSE, SumMean
 from plantnseek.module import PlantedMLP, make_optimizer
 from plantnseek.planting import he_scaled_init
 
@@ -134,8 +134,8 @@ class StackedRuns(pl.LightningModule):
         self.net = StackedMLP(self.runs, first.net.widths)
         for r, m in enumerate(self.members):
             self.net.load_run(r, m)
-        self.train_loss = RunsMean(self.runs)
-        self.eval_loss = RunsMean(self.runs)
+        self.train_loss = SumMean(self.runs)
+        self.eval_loss = SumMean(self.runs)
         if self.task.classification:
             self.eval_metrics = nn.ModuleDict({"accuracy": RunsAccuracy(self.runs)})
         else:
@@ -156,7 +156,7 @@ class StackedRuns(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         losses = self.run_losses(self(x), y)
-        self.train_loss.update(losses, weight=x.shape[1])
+        self.train_loss.update(losses.detach().double() * x.shape[1], x.shape[1])
         return losses.sum()
 
     def on_train_epoch_start(self) -> None:
@@ -165,7 +165,7 @@ class StackedRuns(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         out = self(x)
-        self.eval_loss.update(self.run_losses(out, y), weight=x.shape[1])
+        self.eval_loss.update(self.run_losses(out, y).double() * x.shape[1], x.shape[1])
         for metric in self.eval_metrics.values():
             metric.update(out, y)
 
