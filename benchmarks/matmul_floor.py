@@ -1,0 +1,71 @@
+"""How close a stacked training batch comes to the machine's matmul throughput.
+
+Times (1) a large ``torch.bmm`` — the floor: what these cores do on batched matrix products — and (2) one
+epoch of a stacked batch of paper-grid runs (circle, depth 5, width 100, batch 32), whose arithmetic is
+counted analytically (forward 2·B·in·out per layer and run, backward twice that). Both in GFLOP/s, in
+the same process, alternating, so the gap to the floor is visible.
+
+    .venv/bin/python benchmarks/matmul_floor.py [--runs 64] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import emit, stats  # noqa: E402
+
+
+def bmm_gflops(size: int = 512, batch: int = 16) -> float:
+    a, b = torch.randn(batch, size, size), torch.randn(batch, size, size)
+    torch.bmm(a, b)
+    start = time.perf_counter()
+    torch.bmm(a, b)
+    return 2 * batch * size**3 / (time.perf_counter() - start) / 1e9
+
+
+def stacked_epoch(runs: int) -> tuple[float, float]:
+    """(seconds, GFLOP) of one training epoch of ``runs`` stacked paper-grid runs (no pruning)."""
+    import pytorch_lightning as pl
+
+    from plantnseek.data import PlantedDataModule
+    from plantnseek.module import PlantedMLP
+    from plantnseek.stacked import StackedData, StackedRuns
+
+    dms = [PlantedDataModule(dataset="circle", train_batch_size=32, seed=s) for s in range(1, runs + 1)]
+    module = StackedRuns([PlantedMLP(dataset="circle", depth=5, width=100, seed=s) for s in range(1, runs + 1)])
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, max_epochs=1, limit_val_batches=0)
+    n_train = dms[0].n_train
+    widths = module.net.widths
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    gflop = 6 * macs * n_train * runs / 1e9
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=StackedData(dms))
+    return time.perf_counter() - start, gflop
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    floor, achieved = [], []
+    for _ in range(args.repeats):
+        floor.append(bmm_gflops())
+        seconds, gflop = stacked_epoch(args.runs)
+        achieved.append(gflop / seconds)
+    emit({"benchmark": "matmul_floor", "threads": torch.get_num_threads(), "runs": args.runs,
+          "bmm_gflops": stats(floor), "stacked_epoch_gflops": stats(achieved),
+          "fraction_of_floor": round(stats(achieved)["median"] / stats(floor)["median"], 3)})
+
+
+if __name__ == "__main__":
+    main()
