@@ -45,12 +45,12 @@ def test_runs_accuracy_by_hand():
 
 
 def test_runs_mse_by_hand():
-    preds = torch.tensor([[[1.0, 2.0]], [[0.0, 0.0]]])  # [R=2, n=1, d=2]
-    target = torch.tensor([[[0.0, 0.0]], [[3.0, -1.0]]])
+    preds = torch.tensor([[[1.0, 2.0]], [[1.0, 0.5]]])  # [R=2, n=1, d=2]
+    target = torch.tensor([[[0.5, 3.0]], [[3.0, -1.0]]])
     m = RunsMSE(runs=2)
     m.update(preds, target)
     m.update(preds, target)
-    assert m.compute().tolist() == pytest.approx([(1 + 4) / 2, (9 + 1) / 2])
+    assert m.compute().tolist() == pytest.approx([(0.25 + 1) / 2, (4 + 2.25) / 2])
     assert m.higher_is_better is False
 
 

@@ -53,6 +53,22 @@ def test_shuffle_with_multishot_keeps_pruned_entries_pruned(scope):
     assert any(not torch.equal(a, b) for a, b in zip(weight_masks(model), weight_masks(plain)))
 
 
+def test_shuffle_follows_the_seed():
+    def shuffled(seed):
+        model, dm = tiny("circle", depth=4, seed=seed)
+        Pruning(pruner="mag", sparsity=0.2, shuffle=True).prune_level(model, 0, dm)
+        return weight_masks(model)
+
+    a, b = shuffled(1), shuffled(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    alive = [torch.ones(50), torch.ones(50)]
+    masks = [(torch.arange(50) < 10).double()] * 2
+    draws = [shuffle_masks(masks, alive, torch.Generator().manual_seed(s)) for s in (4, 4, 5)]
+    assert all(torch.equal(x, y) for x, y in zip(draws[0], draws[1]))
+    assert not torch.equal(draws[0][0], draws[2][0])
+    assert not torch.equal(draws[0][0], draws[0][1])  # one stream across tensors, not a reseed per tensor
+
+
 # -- reinitialize --------------------------------------------------------------------------------------
 def test_reinitialize_is_independent_of_the_planted_init_and_of_the_planting_stream(in_tmp):
     model, dm = tiny("circle", depth=4, seed=3)
@@ -204,3 +220,21 @@ def test_each_optimizer_name_builds_that_optimizer_with_its_settings(name, cls, 
     assert isinstance(sched, torch.optim.lr_scheduler.MultiStepLR)
     assert dict(sched.milestones) == {3: 1, 7: 1} and sched.gamma == 0.2
     assert conf["lr_scheduler"]["interval"] == "epoch"
+
+
+# -- checkpoint state ----------------------------------------------------------------------------------
+def test_pruning_state_round_trips_through_a_checkpoint_dict():
+    model, dm = tiny("circle", depth=4)
+    pruning = Pruning(pruner="mag", sparsity=0.2, levels=2)
+    pruning.remember_initial(model)
+    pruning._initial_optim, pruning._initial_sched = [{"lr": 0.5}], [{"last_epoch": 3}]
+    pruning.prune_level(model, 0, dm)
+    pruning.levels_done, pruning.reset_pending = 1, True
+    state = pruning.state_dict()
+    restored = Pruning(pruner="mag", sparsity=0.2, levels=2)
+    restored.load_state_dict(state)
+    assert restored.levels_done == 1 and restored.reset_pending is True
+    assert restored.events == pruning.events and len(restored.events) == 1
+    assert restored._initial_optim == [{"lr": 0.5}] and restored._initial_sched == [{"last_epoch": 3}]
+    assert restored._initial.keys() == pruning._initial.keys()
+    assert all(torch.equal(restored._initial[k], v) for k, v in pruning._initial.items())
