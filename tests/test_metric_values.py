@@ -64,3 +64,12 @@ def test_sum_mean_is_total_over_count_in_float64():
     runs.update(torch.tensor([1.0, 4.0]), 2)
     runs.update(torch.tensor([3.0, 0.0]), 2)
     assert runs.compute().tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_runs_mse_accumulates_in_float64():
+    # 2^24 + 8 * 1: a float32 accumulator loses every +1 after 2^24
+    m = RunsMSE(runs=1)
+    m.update(torch.tensor([[[4096.0]]]), torch.zeros(1, 1, 1))
+    for _ in range(8):
+        m.update(torch.ones(1, 1, 1), torch.zeros(1, 1, 1))
+    assert float(m.compute()[0]) == pytest.approx((2**24 + 8) / 9, rel=1e-7)
