@@ -266,3 +266,14 @@ def test_grasp_with_zero_gradient_is_zero_not_nan():
             layer.bias.zero_()
     scores = GraSP().score(context(net, batches=data()))
     assert all(torch.equal(s, torch.zeros_like(s)) for s in scores)
+
+
+def test_grasp_eps_keeps_a_tiny_sum_below_one():
+    # weights scaled by 0.01: sum(theta Hg) is about 1.7e-8, so dividing by |sum| + 1e-10 gives |total| ~ 0.994
+    net = tiny_net([3, 4, 3], seed=1)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.mul_(0.01)
+            layer.bias.mul_(0.01)
+    total = abs(float(sum(s.sum() for s in GraSP().score(context(net, batches=data())))))
+    assert 0.98 < total < 0.999
