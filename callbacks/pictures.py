@@ -57,9 +57,11 @@ def _log_png(loggers, tag: str, path: str, step: int) -> None:
     with Image.open(path) as im:
         width, height = im.size
     image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
+    from torch.utils.tensorboard import SummaryWriter
+
     for logger in loggers:
         writer = getattr(logger, "experiment", None)
-        if writer is not None and hasattr(writer, "_get_file_writer"):
+        if isinstance(writer, SummaryWriter):  # not e.g. fast_dev_run's dummy experiment
             writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
 
