@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast install mutation clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+## mutation: mutmut over the scorers, masking, the pruning callback and the metrics, on a fast test
+## selection (setup.cfg [mutmut]); not part of `make test`. Surviving mutants: tests/mutation_equivalent.md
+MUT := build/mutation
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[mutation]'
+	rm -rf $(MUT) && mkdir -p $(MUT)
+	cp -r plantnseek tests setup.cfg $(MUT)/ && cp -r callbacks $(MUT)/plantnseek/callbacks
+	cd $(MUT) && $(CURDIR)/$(BIN)/mutmut run; $(CURDIR)/$(BIN)/mutmut results --all true > results.txt; \
+	  grep -c ": killed" results.txt; grep -v ": killed" results.txt
 
 clean:
 	rm -rf $(VENV) lightning_logs results .pytest_cache

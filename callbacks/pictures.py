@@ -6,9 +6,12 @@
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 
 
@@ -17,21 +20,108 @@ def draw_run_pictures(out: str, module: pl.LightningModule, x, y, pruning=None, 
     from plantnseek import figures
 
     figures.save(figures.task_figure(module, x, y), os.path.join(out, "task.png"), loggers, "pictures/task", step)
-    masks = [layer.weight_mask for layer in module.net.layers]
-    figures.save(figures.mask_figure(masks, module.ticket.weight_masks()), os.path.join(out, "masks.png"),
-                 loggers, "pictures/masks", step)
-    for entry in pruning.score_log if pruning else []:
-        title = f"{pruning.scorer.name} scores, pruning step {entry['level']}"
-        fig = figures.score_histogram_figure(entry["scores"], entry["masks"], title)
+    _draw_masks_and_scores(out, *_mask_and_score_inputs(module, pruning), loggers=loggers, step=step)
+
+
+def _mask_and_score_inputs(module: pl.LightningModule, pruning: Any) -> tuple[list, list, list, str]:
+    masks = [layer.weight_mask.detach().clone() for layer in module.net.layers]
+    ticket = [m.clone() for m in module.ticket.weight_masks()]
+    log = list(pruning.score_log) if pruning else []
+    return masks, ticket, log, pruning.scorer.name if pruning else ""
+
+
+def _draw_masks_and_scores(out: str, masks: list, ticket: list, score_log: list, scorer: str,
+                           loggers=(), step: int = 0) -> None:
+    from plantnseek import figures
+
+    figures.save(figures.mask_figure(masks, ticket), os.path.join(out, "masks.png"), loggers, "pictures/masks", step)
+    for entry in score_log:
+        fig = figures.score_histogram_figure(entry["scores"], entry["masks"],
+                                             f"{scorer} scores, pruning step {entry['level']}")
         figures.save(fig, os.path.join(out, f"scores_level{entry['level']}.png"), loggers, "pictures/scores",
                      entry["level"])
 
 
-class Pictures(Callback):
-    """Draws the run's pictures when ``fit`` ends (a second or so; turn off for large sweeps)."""
+def _helper_main(out: str, *inputs: Any) -> None:
+    torch.set_num_threads(1)  # one core for the helper; training keeps the others
+    _draw_masks_and_scores(out, *inputs)
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+
+def _log_png(loggers, tag: str, path: str, step: int) -> None:
+    """Add an already encoded PNG to TensorBoard as is (no decode and re-encode)."""
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    with open(path, "rb") as f:
+        data = f.read()
+    with Image.open(path) as im:
+        width, height = im.size
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
+    from torch.utils.tensorboard import SummaryWriter
+
+    for logger in loggers:
+        writer = getattr(logger, "experiment", None)
+        if isinstance(writer, SummaryWriter):  # not e.g. fast_dev_run's dummy experiment
+            writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
+class Pictures(Callback):
+    """Draws the run's pictures; fit returns only when all of them are written.
+
+    The masks and score histograms are final once the last pruning step is done, so a forked helper
+    process draws them on another core while training goes on; the task figure needs the trained
+    network and is drawn when fit ends. If the helper cannot start or fails, everything is drawn inline.
+
+    Args:
+        helper: draw masks and score histograms in the helper process (False: all inline at fit end).
+    """
+
+    def __init__(self, helper: bool = True) -> None:
+        self.helper = helper
+        self._helper: Any = None
+        self._out: str | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from plantnseek.callbacks.summary import find_pruning, run_dir
 
-        draw_run_pictures(run_dir(trainer), pl_module, *trainer.datamodule.split("test"), find_pruning(trainer),
-                          trainer.loggers, trainer.global_step)
+        pruning = find_pruning(trainer)
+        if self._helper is not None or (pruning is not None and pruning.levels_done < pruning.levels):
+            return
+        if not self.helper or "fork" not in multiprocessing.get_all_start_methods():
+            return
+        self._out = run_dir(trainer)
+        os.makedirs(self._out, exist_ok=True)
+        try:
+            ctx = multiprocessing.get_context("fork")
+            self._helper = ctx.Process(target=_helper_main, args=(self._out, *_mask_and_score_inputs(pl_module, pruning)),
+                                       daemon=True)
+            self._helper.start()
+        except (AssertionError, OSError):  # e.g. inside a daemonic worker process
+            self._helper = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self._helper is not None:
+            self._helper.terminate()
+            self._helper.join()
+            self._helper = None
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from plantnseek import figures
+        from plantnseek.callbacks.summary import find_pruning, run_dir
+
+        out, step, loggers, pruning = run_dir(trainer), trainer.global_step, trainer.loggers, find_pruning(trainer)
+        helper, self._helper = self._helper, None
+        if helper is None or out != self._out:
+            if helper is not None:
+                helper.join()
+            draw_run_pictures(out, pl_module, *trainer.datamodule.split("test"), pruning, loggers, step)
+            return
+        x, y = trainer.datamodule.split("test")
+        figures.save(figures.task_figure(pl_module, x, y), os.path.join(out, "task.png"), loggers, "pictures/task", step)
+        helper.join()
+        if helper.exitcode != 0:
+            _draw_masks_and_scores(out, *_mask_and_score_inputs(pl_module, pruning), loggers=loggers, step=step)
+            return
+        _log_png(loggers, "pictures/masks", os.path.join(out, "masks.png"), step)
+        for entry in pruning.score_log if pruning else []:
+            _log_png(loggers, "pictures/scores", os.path.join(out, f"scores_level{entry['level']}.png"), entry["level"])

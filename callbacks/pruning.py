@@ -254,6 +254,7 @@ class Pruning(Callback):
             if datamodule is None or not hasattr(datamodule, "prune_dataloader"):
                 raise UsageError(f"pruner {self.scorer.name!r} needs data: use a plantnseek.PlantedDataModule")
             batches = datamodule.prune_dataloader()
+        alive = [m.detach().clone() for _, _, m in params]  # before this step: shuffle stays inside it
         was_training = pl_module.net.training
         pl_module.net.train(self.prune_train_mode)
         try:
@@ -279,7 +280,7 @@ class Pruning(Callback):
         if self.shuffle:
             gen = torch_generator(seed, STREAM_SHUFFLE, level)
             with torch.no_grad():
-                for (_, _, mask), m in zip(params, shuffle_masks([m for _, _, m in params], gen)):
+                for (_, _, mask), m in zip(params, shuffle_masks([m for _, _, m in params], alive, gen)):
                     mask.copy_(m)
         apply_masks(pl_module)
         self.score_log.append({"level": level + 1, "scores": dict(self.last_scores),

@@ -75,9 +75,19 @@ def schedule_densities(density: float, rounds: int, schedule: str) -> list[float
     raise UsageError(f"unknown schedule {schedule!r}; allowed: exponential, linear")
 
 
-def shuffle_masks(masks: Sequence[Tensor], generator: torch.Generator) -> list[Tensor]:
-    """Each mask's entries randomly permuted within its tensor (same count, random positions)."""
-    return [m.reshape(-1)[torch.randperm(m.numel(), generator=generator)].reshape(m.shape) for m in masks]
+def shuffle_masks(masks: Sequence[Tensor], alive: Sequence[Tensor], generator: torch.Generator) -> list[Tensor]:
+    """Each mask's kept entries moved to random positions among its ``alive`` ones (same count).
+
+    ``alive`` is the mask before this pruning step: permuting only among those positions keeps the
+    rule that a parameter pruned once stays pruned (a permutation over the whole tensor would revive
+    entries pruned at earlier levels).
+    """
+    out = []
+    for m, a in zip(masks, alive):
+        flat, pos = m.reshape(-1).clone(), (a.reshape(-1) > 0).nonzero().flatten()
+        flat[pos] = flat[pos[torch.randperm(pos.numel(), generator=generator)]]
+        out.append(flat.reshape(m.shape))
+    return out
 
 
 def reachable(weight_masks: Sequence[Tensor]) -> list[Tensor]:

@@ -1,0 +1,115 @@
+"""The pruning callback's bookkeeping: defaults, validation, events, logged metrics, score log, checks."""
+import pytest
+import torch
+
+from helpers import tiny
+from plantnseek.callbacks import Pruning, Scorer
+from plantnseek.callbacks.scorers import SNIP, GraSP, Mag, Rand, SynFlow, Ticket
+from plantnseek.errors import RunFailure, UsageError
+
+
+class Fixed(Scorer):
+    uses_data = False
+
+    def __init__(self, make):
+        self.make = make
+
+    def score(self, ctx):
+        return self.make(ctx)
+
+
+def test_scorer_names_and_instances():
+    assert [c().name for c in (Rand, Mag, SNIP, GraSP, SynFlow, Ticket)] == \
+        ["rand", "mag", "snip", "grasp", "synflow", "ticket"]
+    scorer = Mag()
+    assert Pruning(pruner=scorer).scorer is scorer
+    with pytest.raises(UsageError, match="pruner 3 is invalid"):
+        Pruning(pruner=3)
+
+
+def test_rewind_defaults_to_multishot_only():
+    assert Pruning(levels=1).rewind is False
+    assert Pruning(levels=2).rewind is True
+    assert Pruning(levels=1, rewind=True).rewind is True
+    assert Pruning(levels=3, rewind=False).rewind is False
+    assert Pruning(levels=3, pre_epochs=2, post_epochs=5).total_epochs == 11
+
+
+def test_smallest_target_that_keeps_one_parameter_is_allowed():
+    model, _ = tiny("relu", depth=3, width=4)  # 4 + 4 prunable weights
+    assert Pruning(sparsity=0.1).target_density(model) == 0.1  # round(0.8) = 1 parameter
+    with pytest.raises(UsageError, match="smallest kept fraction is 0.062"):
+        Pruning(sparsity=0.05).target_density(model)  # round(0.4) = 0
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_scoring_mode_is_restored(training):
+    model, dm = tiny("circle", depth=4)
+    model.train(training)
+    seen = []
+    Pruning(pruner=Fixed(lambda ctx: seen.append(ctx.net.training) or [p.detach().abs() for p in ctx.params]),
+            sparsity=0.5, prune_train_mode=not training).prune_level(model, 0, dm)
+    assert seen == [not training] and model.net.training is training
+
+
+class Logger:
+    def __init__(self):
+        self.logged = []
+
+    def log_metrics(self, metrics, step):
+        self.logged.append((step, metrics))
+
+
+class FakeTrainer:
+    def __init__(self):
+        self.loggers = [Logger()]
+
+
+def test_event_score_log_and_logged_metrics():
+    model, dm = tiny("circle", depth=4)
+    weights = [l.weight.detach().abs().clone() for l in model.net.layers]
+    trainer = FakeTrainer()
+    pruning = Pruning(pruner="mag", sparsity=0.25)
+    event = pruning.prune_level(model, 0, dm, trainer)
+    total = sum(w.numel() for w in weights)
+    kept = round(0.25 * total)
+    assert event["level"] == 1 and event["density_target"] == 0.25
+    assert event["kept"] == kept and event["prunable"] == total and event["density"] == kept / total
+    masks = {f"layers.{i}.weight": l.weight_mask for i, l in enumerate(model.net.layers)}
+    assert event["kept_fraction"] == {n: float(m.mean()) for n, m in masks.items()}
+    assert set(event["test_after_prune"]) == {"loss", "accuracy"}
+    assert pruning.events == [event]
+    # the score log keeps each step's scores and resulting masks (the pictures use them)
+    (entry,) = pruning.score_log
+    assert entry["level"] == 1 and list(entry["scores"]) == list(masks)
+    for (name, m), w in zip(masks.items(), weights):
+        assert torch.equal(entry["masks"][name], m) and torch.equal(entry["scores"][name], w.double())
+    # logged once, at step 1, with the event's numbers
+    ((step, metrics),) = trainer.loggers[0].logged
+    assert step == 1
+    rec = event["recovery"]
+    assert metrics["prune/density"] == event["density"] and metrics["prune/recall"] == rec["recall"]
+    assert metrics["prune/precision"] == rec["precision"] and metrics["prune/collapsed"] == float(rec["collapsed"])
+    assert metrics["prune/kept/layers.1.weight"] == event["kept_fraction"]["layers.1.weight"]
+    for row in rec["layers"]:
+        assert metrics[f"prune/recall/layer{row['layer']}"] == row["recall"]
+        assert metrics[f"prune/precision/layer{row['layer']}"] == row["precision"]
+    assert metrics["prune/dead_units/layer0"] == rec["layers"][0]["dead_units"]
+    assert "prune/dead_units/layer2" not in metrics  # the output layer has no units to die
+
+
+def test_without_a_datamodule_no_test_results_for_data_free_scorers():
+    model, _ = tiny("circle", depth=4)
+    event = Pruning(pruner="synflow", sparsity=0.3).prune_level(model, 0, None)
+    assert "test_after_prune" not in event
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda ctx: [p.detach().abs() for p in ctx.params][:-1], RuntimeError, "returned 2 score tensors for 3"),
+    (lambda ctx: [p.detach().abs().flatten() for p in ctx.params], RuntimeError, r"scored layers.0.weight with shape \(40,\)"),
+    (lambda ctx: [torch.full_like(p, float("inf")) for p in ctx.params], RunFailure, "non-finite scores in layers.0.weight"),
+])
+def test_bad_scores_are_refused(make, error, match):
+    model, dm = tiny("circle", depth=4)
+    with pytest.raises(error, match=match):
+        Pruning(pruner=Fixed(make), sparsity=0.3).prune_level(model, 0, dm)
