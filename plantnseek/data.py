@@ -179,6 +179,15 @@ class PlantedDataModule(pl.LightningDataModule):
         return TensorBatches(x, y, self.hparams.prune_batch_size)
 
 
+def data_settings(hp: Any) -> dict[str, Any]:
+    """The data module's hyperparameters keyed as in a fit config (dataset and seed are the model's keys).
+
+    ``batches_per_step`` is included: it does not change the mathematics, but a checkpoint taken mid-epoch
+    counts its position in groups of that many batches.
+    """
+    return {f"data.{k}": v for k, v in hp.items() if k not in ("dataset", "seed")}
+
+
 def validate_data_args(task: Task, noise: float, n_samples: int, train_fraction: float, train_batch_size: int,
                        test_batch_size: int, prune_dataset_ratio: int, prune_batch_size: int) -> None:
     check_number("noise", noise)

@@ -38,3 +38,7 @@ def check_seed(value: object, name: str = "seed") -> int:
         raise UsageError(f"{name} {value!r} is invalid; give an integer seed from 0 to {MAX_SEED} "
                          "(it fixes ticket, data and masks)")
     return value
+
+
+class Interrupted(Exception):
+    """A run stopped by Ctrl-C after saving what it could; the message says what and how to resume (exit 130)."""

@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from plantnseek.data import STREAM_PLANT, stream
 from plantnseek.errors import RunFailure, UsageError, check_number, check_seed
+from plantnseek.fingerprint import refuse_differences
 from plantnseek.layers import MaskedMLP
 from plantnseek.metrics import RescaledMSE, SumMean
 from plantnseek.planting import PlantedNetwork, plant
@@ -78,6 +79,16 @@ def make_optimizer(hp: Any, params: Any) -> dict[str, Any]:
         opt = torch.optim.RMSprop(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp["lr_drops"] or []), gamma=hp["lr_drop_rate"])
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def model_settings(hp: Any) -> dict[str, Any]:
+    """The model's hyperparameters that change a run's numbers, keyed as in a fit config."""
+    keys = ("dataset", "depth", "width", "seed", "optimizer", "lr", "weight_decay", "lr_drops", "lr_drop_rate")
+    rename = {"seed": "seed_everything", "dataset": "data.dataset"}
+    out = {rename.get(k, f"model.{k}"): hp[k] for k in keys if k in hp}
+    if "model.lr_drops" in out:
+        out["model.lr_drops"] = list(out["model.lr_drops"] or [])
+    return out
 
 
 def check_same_network(theirs: Any, ours: Any) -> None:
@@ -283,7 +294,11 @@ class PlantedMLP(pl.LightningModule):
                                                self.train_loss.count.clone())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_same_network(checkpoint.get("hyper_parameters", {}), self.hparams)
+        theirs = checkpoint.get("hyper_parameters", {})
+        check_same_network(theirs, self.hparams)
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":  # evaluating may use other settings; training not
+            refuse_differences(model_settings(theirs), model_settings(self.hparams))
         self.history = list(checkpoint.get("plantnseek_history", []))
         resumed = checkpoint.get("plantnseek_train_loss")
         self.train_loss.reset()  # a mid-epoch resume goes on without on_train_epoch_start
