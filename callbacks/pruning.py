@@ -374,10 +374,14 @@ class Pruning(Callback):
             "last_scores": self.last_scores, "score_log": self.score_log,
         }
 
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self._resuming_fit = trainer.state.fn == "fit"  # (called just before load_state_dict)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume a fit only under the settings the checkpoint was made with; evaluating may use others."""
         from plantnseek.fingerprint import refuse_differences
 
-        if "config" in state_dict:
+        if "config" in state_dict and getattr(self, "_resuming_fit", True):
             refuse_differences({f"pruning.{k}": v for k, v in state_dict["config"].items()},
                                {f"pruning.{k}": v for k, v in self.config().items()})
         self.levels_done = state_dict["levels_done"]

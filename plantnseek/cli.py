@@ -70,8 +70,9 @@ def quiet_libraries() -> None:
 
     class NoTips(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            message = record.getMessage()  # Ctrl-C is reported by plantnseek in one line of its own
-            return "Tip:" not in message and "Detected KeyboardInterrupt" not in message
+            # Ctrl-C is reported by plantnseek in one line of its own; device lines would come before errors
+            message = record.getMessage()
+            return not any(text in message for text in ("Tip:", "Detected KeyboardInterrupt", "PU available: "))
 
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(NoTips())

@@ -39,3 +39,23 @@ def refuse_differences(theirs: Mapping[str, Any], ours: Mapping[str, Any], what:
     if diff:
         raise UsageError(f"{what} was made with other settings: {', '.join(diff)}; resume with the settings it "
                          "was made with (its run's config.yaml), or start a new run without --ckpt_path")
+
+
+def model_settings(hp: Any) -> dict[str, Any]:
+    """The model's hyperparameters that change a run's numbers, keyed as in a fit config."""
+    keys = ("dataset", "depth", "width", "seed", "optimizer", "lr", "weight_decay", "lr_drops", "lr_drop_rate")
+    rename = {"seed": "seed_everything", "dataset": "data.dataset"}
+    out = {rename.get(k, f"model.{k}"): hp[k] for k in keys if k in hp}
+    if "model.lr_drops" in out:
+        out["model.lr_drops"] = list(out["model.lr_drops"] or [])
+    return out
+
+
+def check_same_network(theirs: Any, ours: Any) -> None:
+    """Refuse a checkpoint of another task or architecture with a clear message (not a size mismatch)."""
+    keys = ("dataset", "depth", "width")
+    if any(k in theirs and theirs[k] != ours[k] for k in keys):
+        def describe(h: Any) -> str:
+            return ", ".join(f"{k} {h.get(k) if hasattr(h, 'get') else h[k]}" for k in keys)
+
+        raise UsageError(f"the checkpoint is of another network ({describe(theirs)}); this run is {describe(ours)}")

@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-
-import pytorch_lightning as pl
+from typing import TYPE_CHECKING
 
 from plantnseek.errors import Interrupted
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 
 def restore_sigint() -> None:

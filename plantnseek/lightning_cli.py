@@ -20,9 +20,9 @@ from plantnseek.callbacks.pictures import Pictures
 from plantnseek.callbacks.summary import RunSummary, find_pruning
 from plantnseek.data import PlantedDataModule, data_settings
 from plantnseek.errors import UsageError, check_seed
-from plantnseek.fingerprint import refuse_differences
+from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
 from plantnseek.interrupts import interrupted_message, restore_sigint
-from plantnseek.module import PlantedMLP, check_same_network, model_settings
+from plantnseek.module import PlantedMLP
 from plantnseek.paths import check_writable_dir
 
 
@@ -54,11 +54,11 @@ def pruning_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
     return next((v for k, v in (ckpt.get("callbacks") or {}).items() if str(k).split("{")[0] == "Pruning"), None)
 
 
-def run_settings(model_hp: Any, data_hp: Any, pruning: dict[str, Any] | None) -> dict[str, Any]:
-    """A fit's settings that change its numbers, keyed as in a fit config."""
+def run_settings(model_hp: Any, data_hp: Any, pruning: dict[str, Any] | None, detail: bool = True) -> dict[str, Any]:
+    """A fit's settings that change its numbers, keyed as in a fit config (``detail=False``: only the pruner)."""
     out = {**model_settings(model_hp), **data_settings(data_hp)}
-    if pruning is None:
-        out["pruning"] = "none"
+    if pruning is None or not detail:
+        out["pruning"] = "none" if pruning is None else pruning.get("pruner", "?")
     else:
         out.update({f"pruning.{k}": v for k, v in pruning.items()})
     return out
@@ -113,10 +113,12 @@ class PlantnseekCLI(LightningCLI):
         if self.checkpoint is None:
             return
         state = pruning_state(self.checkpoint)
+        their_pruning = None if state is None else state.get("config", {})
+        our_pruning = None if pruning is None else pruning.config()
+        detail = (their_pruning is None) == (our_pruning is None)  # pruned vs dense: say only that
         theirs = run_settings(self.checkpoint.get("hyper_parameters", {}),
-                              self.checkpoint.get("datamodule_hyper_parameters", {}),
-                              None if state is None else state.get("config", {}))
-        ours = run_settings(self.model.hparams, self.datamodule.hparams, None if pruning is None else pruning.config())
+                              self.checkpoint.get("datamodule_hyper_parameters", {}), their_pruning, detail)
+        ours = run_settings(self.model.hparams, self.datamodule.hparams, our_pruning, detail)
         if state is not None and "config" not in state:  # an older checkpoint: compare what it has
             ours = {k: v for k, v in ours.items() if not k.startswith("pruning.")}
         refuse_differences(theirs, ours)

@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from plantnseek.data import STREAM_PLANT, stream
 from plantnseek.errors import RunFailure, UsageError, check_number, check_seed
-from plantnseek.fingerprint import refuse_differences
+from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
 from plantnseek.layers import MaskedMLP
 from plantnseek.metrics import RescaledMSE, SumMean
 from plantnseek.planting import PlantedNetwork, plant
@@ -79,26 +79,6 @@ def make_optimizer(hp: Any, params: Any) -> dict[str, Any]:
         opt = torch.optim.RMSprop(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp["lr_drops"] or []), gamma=hp["lr_drop_rate"])
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
-def model_settings(hp: Any) -> dict[str, Any]:
-    """The model's hyperparameters that change a run's numbers, keyed as in a fit config."""
-    keys = ("dataset", "depth", "width", "seed", "optimizer", "lr", "weight_decay", "lr_drops", "lr_drop_rate")
-    rename = {"seed": "seed_everything", "dataset": "data.dataset"}
-    out = {rename.get(k, f"model.{k}"): hp[k] for k in keys if k in hp}
-    if "model.lr_drops" in out:
-        out["model.lr_drops"] = list(out["model.lr_drops"] or [])
-    return out
-
-
-def check_same_network(theirs: Any, ours: Any) -> None:
-    """Refuse a checkpoint of another task or architecture with a clear message (not a size mismatch)."""
-    keys = ("dataset", "depth", "width")
-    if any(k in theirs and theirs[k] != ours[k] for k in keys):
-        def describe(h: Any) -> str:
-            return ", ".join(f"{k} {h.get(k) if hasattr(h, 'get') else h[k]}" for k in keys)
-
-        raise UsageError(f"the checkpoint is of another network ({describe(theirs)}); this run is {describe(ours)}")
 
 
 class Ticket(nn.Module):
