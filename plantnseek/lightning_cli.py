@@ -49,6 +49,27 @@ def check_accelerator(value: Any) -> None:
         raise UsageError(f"trainer.accelerator {value!r} {what}; allowed here: {', '.join(['auto', *here])}")
 
 
+def check_one_pruning(callbacks: Any) -> None:
+    """Two Pruning callbacks would prune twice under one schedule (Lightning would fail with a traceback)."""
+    import importlib
+
+    from plantnseek.callbacks.pruning import Pruning
+
+    found = []
+    for cb in callbacks if isinstance(callbacks, list) else [callbacks] if callbacks else []:
+        path = cb.get("class_path") if hasattr(cb, "get") else None
+        if not path:
+            continue
+        module, _, name = path.rpartition(".")
+        cls = getattr(importlib.import_module(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, Pruning):
+            pruner = (cb.get("init_args") or {}).get("pruner", "synflow")
+            found.append(pruner if isinstance(pruner, str) else str(pruner.get("class_path", "?")))
+    if len(found) > 1:
+        raise UsageError(f"the Pruning callback is given {len(found)} times in trainer.callbacks "
+                         f"(pruners {', '.join(found)}); give it once")
+
+
 def pruning_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
     """The Pruning callback's saved state in a checkpoint (None if the run had none)."""
     return next((v for k, v in (ckpt.get("callbacks") or {}).items() if str(k).split("{")[0] == "Pruning"), None)
@@ -107,6 +128,7 @@ class PlantnseekCLI(LightningCLI):
         cfg = self.config[self.config.subcommand]
         check_accelerator(cfg.trainer.get("accelerator"))
         check_writable_dir(cfg.trainer.get("default_root_dir") or os.getcwd(), "trainer.default_root_dir")
+        check_one_pruning(cfg.trainer.get("callbacks"))
 
     def check_resume(self, pruning: Any) -> None:
         """A resumed fit must run under its checkpoint's settings (a dense run may train longer)."""
