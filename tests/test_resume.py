@@ -135,3 +135,25 @@ def test_refused_resume_is_one_line_in_a_fresh_process(in_tmp):
                                   "False -> True; resume with the settings it was made with (its run's config.yaml), "
                                   "or start a new run without --ckpt_path")
     assert runs(in_tmp) == ["version_0"]
+
+
+def test_programmatic_resume_under_other_pruning_settings_is_refused(tmp_path):
+    """Without the CLI, the Pruning callback itself refuses a checkpoint of other settings when fitting."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from helpers import tiny
+    from plantnseek.callbacks import Pruning
+    from plantnseek.errors import UsageError
+
+    def trainer(pruning):
+        return pl.Trainer(accelerator="cpu", default_root_dir=str(tmp_path), logger=False, enable_progress_bar=False,
+                          enable_model_summary=False, num_sanity_val_steps=0,
+                          callbacks=[pruning, ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), save_last=True)])
+
+    model, dm = tiny("relu", depth=4, seed=2)
+    trainer(Pruning(pruner="snip", sparsity=0.3, post_epochs=1)).fit(model, datamodule=dm)
+    model, dm = tiny("relu", depth=4, seed=2)
+    with pytest.raises(UsageError, match="pruning.sparsity 0.3 -> 0.5"):
+        trainer(Pruning(pruner="snip", sparsity=0.5, post_epochs=2)).fit(
+            model, datamodule=dm, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
