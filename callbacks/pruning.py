@@ -49,7 +49,11 @@ def make_scorer(pruner: str | Scorer) -> Scorer:
             raise UsageError(f"cannot import pruner {pruner!r}; give a built-in name or an importable Scorer class")
         if not (isinstance(cls, type) and issubclass(cls, Scorer)):
             raise UsageError(f"pruner {pruner!r} is not a subclass of plantnseek.callbacks.Scorer")
-        return cls()
+        try:
+            return cls()
+        except TypeError as e:  # a constructor that needs arguments
+            raise UsageError(f"pruner {pruner!r} cannot be built without arguments ({e}); give its arguments "
+                             f"in a config: pruner: {{class_path: {pruner}, init_args: {{...}}}}") from None
     raise UsageError(f"unknown pruner {pruner!r}; allowed: {', '.join(SCORERS)}, or a module.Class Scorer path")
 
 
@@ -293,16 +297,24 @@ class Pruning(Callback):
             self._log_event(trainer, event)
         return event
 
-    def _check_scores(self, scores: list[Tensor], params: list[tuple[str, Any, Tensor]]) -> None:
+    def _check_scores(self, scores: Any, params: list[tuple[str, Any, Tensor]]) -> None:
+        """A scorer's result must be one finite tensor per prunable parameter, of its shape; otherwise the
+        run fails (recorded in summary.json) rather than masking with garbage."""
+        name = self.scorer.name
+        if not isinstance(scores, (list, tuple)) or not all(isinstance(s, Tensor) for s in scores):
+            got = type(scores).__name__ if not isinstance(scores, (list, tuple)) else \
+                f"a list holding {', '.join(sorted({type(s).__name__ for s in scores if not isinstance(s, Tensor)}))}"
+            raise RunFailure(f"pruner {name!r} returned {got}; score() must return a list of torch tensors, "
+                             f"one per prunable parameter")
         if len(scores) != len(params):
-            raise RuntimeError(f"pruner {self.scorer.name!r} returned {len(scores)} score tensors for "
-                               f"{len(params)} prunable parameters")
-        for s, (name, p, _) in zip(scores, params):
+            raise RunFailure(f"pruner {name!r} returned {len(scores)} score tensors for "
+                             f"{len(params)} prunable parameters")
+        for s, (pname, p, _) in zip(scores, params):
             if s.shape != p.shape:
-                raise RuntimeError(f"pruner {self.scorer.name!r} scored {name} with shape {tuple(s.shape)}, "
-                                   f"expected {tuple(p.shape)}")
+                raise RunFailure(f"pruner {name!r} scored {pname} with shape {tuple(s.shape)}, "
+                                 f"expected {tuple(p.shape)}")
             if not torch.isfinite(s).all():
-                raise RunFailure(f"pruner {self.scorer.name!r} produced non-finite scores in {name}")
+                raise RunFailure(f"pruner {name!r} produced non-finite scores in {pname}")
 
     def describe(self, pl_module: pl.LightningModule, level: int, target: float) -> dict[str, Any]:
         """Kept fractions and ticket recovery after a pruning step."""
@@ -333,16 +345,51 @@ class Pruning(Callback):
             logger.log_metrics(metrics, step=len(self.events))
 
     # -- checkpointing ---------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def pruner_path(self) -> str:
+        """The pruner as the user names it: a built-in name, or the scorer's ``module.Class``."""
+        cls = type(self.scorer)
+        return self.scorer.name if SCORERS.get(self.scorer.name) is cls else f"{cls.__module__}.{cls.__qualname__}"
+
+    def config(self) -> dict[str, Any]:
+        """Every setting that changes a pruned run's numbers (flat, JSON-safe): its fingerprint.
+
+        Checkpoints carry it, so a resume under other settings is refused rather than mislabelled.
+        """
+        args = {k: v for k, v in sorted(vars(self.scorer).items())
+                if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None)))}
         return {
-            "levels_done": self.levels_done, "reset_pending": self.reset_pending, "events": self.events,
-            "initial": self._initial, "initial_optim": self._initial_optim, "initial_sched": self._initial_sched,
+            "pruner": self.pruner_path(), **{f"pruner.{k}": v for k, v in args.items()},
+            "sparsity": self.sparsity, "compression": self.compression, "levels": self.levels,
+            "pre_epochs": self.pre_epochs, "post_epochs": self.post_epochs, "prune_epochs": self.prune_epochs,
+            "schedule": self.schedule, "scope": self.scope, "prune_bias": self.prune_bias, "invert": self.invert,
+            "shuffle": self.shuffle, "reinitialize": self.reinitialize, "prune_train_mode": self.prune_train_mode,
+            "rewind": self.rewind,
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config(),
+            "levels_done": self.levels_done, "reset_pending": self.reset_pending, "events": self.events,
+            "initial": self._initial, "initial_optim": self._initial_optim, "initial_sched": self._initial_sched,
+            # what the summary's score statistics and the score pictures are drawn from
+            "last_scores": self.last_scores, "score_log": self.score_log,
+        }
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self._resuming_fit = trainer.state.fn == "fit"  # (called just before load_state_dict)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume a fit only under the settings the checkpoint was made with; evaluating may use others."""
+        from plantnseek.fingerprint import refuse_differences
+
+        if "config" in state_dict and getattr(self, "_resuming_fit", True):
+            refuse_differences({f"pruning.{k}": v for k, v in state_dict["config"].items()},
+                               {f"pruning.{k}": v for k, v in self.config().items()})
         self.levels_done = state_dict["levels_done"]
         self.reset_pending = state_dict["reset_pending"]
         self.events = list(state_dict["events"])
         self._initial = state_dict["initial"]
         self._initial_optim = state_dict["initial_optim"]
         self._initial_sched = state_dict["initial_sched"]
+        self.last_scores = dict(state_dict.get("last_scores", {}))
+        self.score_log = list(state_dict.get("score_log", []))

@@ -23,19 +23,27 @@ def run_dir(trainer: pl.Trainer) -> str:
 
 
 def find_pruning(trainer: pl.Trainer):
+    """The trainer's Pruning callback (or None); two of them would prune twice with one schedule, so refuse."""
     from plantnseek.callbacks.pruning import Pruning
 
-    return next((c for c in trainer.callbacks if isinstance(c, Pruning)), None)
+    found = [c for c in trainer.callbacks if isinstance(c, Pruning)]
+    if len(found) > 1:
+        raise UsageError(f"the Pruning callback is given {len(found)} times in trainer.callbacks "
+                         f"(pruners {', '.join(c.scorer.name for c in found)}); give it once")
+    return found[0] if found else None
 
 
-def layer_table(module: pl.LightningModule, scores: dict) -> list[dict[str, Any]]:
-    """Per parameter: shape, size, kept fraction, FLOPs (in x out for weights, out for biases), score stats."""
+def layer_table(module: pl.LightningModule, scores: dict, prunable: set[str] | None = None) -> list[dict[str, Any]]:
+    """Per parameter: shape, size, kept fraction, FLOPs (in x out for weights, out for biases), score stats.
+
+    ``prunable`` names the parameters the pruner ranks (default: those with scores).
+    """
     rows = []
     for name, p, mask in module.net.masked_parameters(bias=True):
         shape = list(p.shape)
         s = scores.get(name)
         row = {"name": name, "shape": shape, "size": p.numel(), "kept_fraction": float(mask.mean()),
-               "flops": p.numel(), "prunable": s is not None}
+               "flops": p.numel(), "prunable": name in prunable if prunable is not None else s is not None}
         if s is not None:
             s = s.double()
             row.update({"score_mean": float(s.mean()), "score_var": float(s.var(unbiased=False)),
@@ -67,8 +75,11 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
     hp = module.hparams
     masks = [layer.weight_mask for layer in module.net.layers]
     rec = recovery(masks, module.ticket.weight_masks())
-    layers = layer_table(module, pruning.last_scores if pruning else {})
-    prunable = [r for r in layers if r["prunable"]] or [r for r in layers if r["name"].endswith("weight")]
+    # The prunable set follows from the settings (not from the scores, which a run may not have yet).
+    names = {n for n, _, _ in pruning.prunable(module)} if pruning else \
+        {n for n, _, _ in module.net.masked_parameters(bias=False)}
+    layers = layer_table(module, pruning.last_scores if pruning else {}, names if pruning else None)
+    prunable = [r for r in layers if r["name"] in names]
     kept = sum(r["kept_fraction"] * r["size"] for r in prunable)
     size = sum(r["size"] for r in prunable)
     flops = sum(r["flops"] for r in layers)
@@ -151,7 +162,16 @@ class RunSummary(Callback):
         if isinstance(exception, UsageError) or not trainer.training and trainer.state.fn != "fit":
             return  # bad input is reported as such and leaves nothing behind; only fits have summaries
         status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
-        self.write(trainer, pl_module, status, reason=f"{type(exception).__name__}: {exception}")
+        reason = f"{type(exception).__name__}: {exception}"
+        try:
+            self.write(trainer, pl_module, status, reason=reason)
+        except Exception as e:  # noqa: BLE001 - e.g. the data could not be drawn: still say why the run stopped
+            if not trainer.fast_dev_run:
+                hp = pl_module.hparams
+                write_summary(run_dir(trainer), {"status": status, "reason": reason, "dataset": hp.get("dataset"),
+                                                 "depth": hp.get("depth"), "width": hp.get("width"),
+                                                 "seed": hp.get("seed"), "summary_error": f"{type(e).__name__}: {e}"},
+                              self.filename)
 
     def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str) -> dict[str, Any]:
         return build_summary(pl_module, find_pruning(trainer), self._ticket(trainer, pl_module), self.initial,

@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Callable
 
-from plantnseek.errors import RunFailure, UsageError
+from plantnseek.errors import Interrupted, RunFailure, UsageError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -70,7 +70,9 @@ def quiet_libraries() -> None:
 
     class NoTips(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            return "Tip:" not in record.getMessage()
+            # Ctrl-C is reported by plantnseek in one line of its own; device lines would come before errors
+            message = record.getMessage()
+            return not any(text in message for text in ("Tip:", "Detected KeyboardInterrupt", "PU available: "))
 
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(NoTips())
@@ -87,8 +89,52 @@ def find_cause(error: BaseException, kind: type) -> BaseException | None:
     return None
 
 
+def _allowed(subtypes: str) -> str:
+    names = re.findall(r"<class '([\w.]+)'>", subtypes)
+    return " or ".join("null" if n == "NoneType" else n.rpartition(".")[2] for n in names)
+
+
+def nested_problem(message: str) -> str | None:
+    """The innermost bad key of a jsonargparse union error (e.g. a bad value inside a callback's init_args),
+    named in full with the value given and what is allowed; None if the message has no nested key."""
+    lines = message.splitlines()
+    chain: list[tuple[int, str, int]] = []  # (indent, key, line number)
+    for i, line in enumerate(lines):
+        m = re.match(r'(\s*)(?:- )?Parser key "([^"]+)":', line)
+        if m:
+            indent = len(m.group(1))
+            if chain and indent <= chain[-1][0]:
+                break  # another branch of the union: the first one is the class the user named
+            chain.append((indent, m.group(2), i))
+    if not chain:
+        return None
+    key = chain[0][1] + "".join(".init_args." + k for _, k, _ in chain[1:])
+    tail = lines[chain[-1][2]:]
+    text = "\n".join(tail)
+    given = re.search(r"Got value: (.+)$", text, re.M) or \
+        re.search(r"Given value: (?:NestedArg\(key='[^']*', val=)?(.+?)\)?$", text, re.M)
+    if not given:
+        return None  # not a bad value (e.g. a missing config file): the message says it already
+    value = given.group(1).strip().strip("'\"")
+    if "does not correspond to a subclass of Scorer" in text or "subclass of Scorer" in text:
+        from plantnseek.callbacks.scorers import SCORERS
+
+        path = re.search(r"Import path (\S+) does not", text)
+        return (f"{key}: {path.group(1) if path else value} is not a Scorer; allowed: {', '.join(SCORERS)}, "
+                f"or a module.Class subclass of plantnseek.callbacks.Scorer")
+    subtypes = re.search(r"Subtypes: (\[.*\])", text)
+    expected = re.search(r"Expected a (<class '[\w.]+'>)", text)
+    allowed = _allowed(subtypes.group(1)) if subtypes else _allowed(expected.group(1)) if expected else ""
+    if value.lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        allowed = "a finite number"
+    return f"{key}: '{value}' is invalid" + (f"; allowed: {allowed}" if allowed else "")
+
+
 def one_line(message: str, limit: int = 300) -> str:
     """jsonargparse's (often long, multi-line) messages as one short line naming the actual problem."""
+    nested = nested_problem(message)
+    if nested:
+        return nested
     text = " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
     missing = re.search(r"class_path '([^']+)': No module named '([^']+)'", text)
     if missing:
@@ -123,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                 return code
         else:
             raise UsageError(f"unknown command {command!r}; allowed: {', '.join(LIGHTNING_COMMANDS + tuple(COMMANDS))}")
-    except SystemExit as e:  # argparse / jsonargparse already printed their message; Ctrl-C in a fit
+    except SystemExit as e:  # argparse / jsonargparse already printed their message
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except Interrupted as e:
+        print(f"plantnseek: {e}", file=sys.stderr)
+        return 130
     except Exception as e:
         # Our errors may arrive wrapped (jsonargparse re-raises what a class's __init__ raised).
         usage, failure = find_cause(e, UsageError), find_cause(e, RunFailure)
@@ -133,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if failure is not None:
             print(f"plantnseek: run failed: {failure} (status recorded in summary.json)", file=sys.stderr)
+            return 1
+        if type(e).__name__ == "MisconfigurationException":  # Lightning's word for a bad trainer setting
+            print(f"plantnseek: error: trainer: {one_line(str(e))}", file=sys.stderr)
+            return 2
+        if isinstance(e, MemoryError):
+            print(f"plantnseek: run failed: out of memory ({one_line(str(e))}); use smaller data or network",
+                  file=sys.stderr)
             return 1
         if type(e).__name__ == "ArgumentError" and type(e).__module__.startswith(("jsonargparse", "argparse")):
             print(f"plantnseek: error: {one_line(str(e))} (see 'plantnseek {command} --help')", file=sys.stderr)

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from plantnseek.errors import UsageError, check_number
+from plantnseek.errors import UsageError, check_number, check_seed
 from plantnseek.tasks import Task, get_task
 
 # Independent random streams derived from the one user seed.
@@ -135,7 +135,7 @@ class PlantedDataModule(pl.LightningDataModule):
         if not isinstance(dataset, str):
             raise UsageError(f"dataset {dataset!r} is invalid; allowed: circle, relu, helix")
         self.task: Task = get_task(dataset)
-        check_number("seed", seed, integer=True)
+        check_seed(seed)
         check_number("batches_per_step", batches_per_step, integer=True)
         validate_data_args(self.task, noise, n_samples, train_fraction, train_batch_size, test_batch_size,
                            prune_dataset_ratio, prune_batch_size)
@@ -179,6 +179,49 @@ class PlantedDataModule(pl.LightningDataModule):
         return TensorBatches(x, y, self.hparams.prune_batch_size)
 
 
+def data_settings(hp: Any) -> dict[str, Any]:
+    """The data module's hyperparameters keyed as in a fit config (dataset and seed are the model's keys).
+
+    ``batches_per_step`` is included: it does not change the mathematics, but a checkpoint taken mid-epoch
+    counts its position in groups of that many batches.
+    """
+    return {f"data.{k}": v for k, v in hp.items() if k not in ("dataset", "seed")}
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give (MemAvailable in /proc/meminfo); None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def sample_bytes(task: Task, n_samples: int) -> int:
+    """A generous estimate of the peak memory of drawing ``n_samples`` and holding them as tensors:
+    float64 draws and the sampler's intermediates, the float32/int64 tensors, and one epoch's shuffled copy."""
+    return n_samples * (32 * (task.d_in + task.d_out) + 64)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+def check_memory(task: Task, n_samples: int) -> None:
+    """Refuse data that cannot fit, before drawing it (a MemoryError mid-run leaves a half-made run)."""
+    need, have = sample_bytes(task, n_samples), available_memory()
+    if have is not None and need > have:
+        raise UsageError(f"n_samples {n_samples} needs about {human_bytes(need)} of memory for {task.name}; this machine "
+                         f"has {human_bytes(have)} available; lower n_samples")
+
+
 def validate_data_args(task: Task, noise: float, n_samples: int, train_fraction: float, train_batch_size: int,
                        test_batch_size: int, prune_dataset_ratio: int, prune_batch_size: int) -> None:
     check_number("noise", noise)
@@ -196,6 +239,7 @@ def validate_data_args(task: Task, noise: float, n_samples: int, train_fraction:
             raise UsageError(f"{name} {value} is invalid; it must be at least 1")
     if not 0 < train_fraction < 1:
         raise UsageError(f"train_fraction {train_fraction} is invalid; allowed: strictly between 0 and 1")
+    check_memory(task, n_samples)
     n_train = math.ceil(train_fraction * n_samples)
     if n_samples < 2 or n_train >= n_samples:
         raise UsageError(f"n_samples {n_samples} is too few to split into train and test at {train_fraction}")

@@ -1,9 +1,15 @@
-"""LightningCLI wiring: one seed for everything, the task chosen once, CPU and TensorBoard by default."""
+"""LightningCLI wiring: one seed for everything, the task chosen once, CPU and TensorBoard by default.
+
+Everything the user can get wrong is checked before anything is written: the seed, the accelerator, the
+output folder, an unbounded epoch count, a duplicated Pruning callback, and a checkpoint made under
+other settings than the run that resumes it.
+"""
 from __future__ import annotations
 
 import os
 import sys
 import warnings
+from typing import Any
 
 import torch
 
@@ -11,19 +17,72 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from plantnseek.callbacks.pictures import Pictures
-from plantnseek.callbacks.summary import RunSummary
-from plantnseek.errors import UsageError
-from plantnseek.data import PlantedDataModule
-from plantnseek.module import PlantedMLP, check_same_network
+from plantnseek.callbacks.summary import RunSummary, find_pruning
+from plantnseek.data import PlantedDataModule, data_settings
+from plantnseek.errors import UsageError, check_seed
+from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
+from plantnseek.interrupts import interrupted_message, restore_sigint
+from plantnseek.module import PlantedMLP
+from plantnseek.paths import check_writable_dir
 
 
 def integer_seed(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"seed_everything {value!r} is invalid; give an integer seed (it fixes ticket, data and masks)")
-    return value
+    return check_seed(value, "seed_everything")
 
 
 DEFAULT_EPOCHS = 10  # the reference's default; Lightning's own default is 1000
+
+
+def check_accelerator(value: Any) -> None:
+    """An accelerator this machine has, said in one line (Lightning raises deep inside the Trainer)."""
+    if not isinstance(value, str) or value.lower() in ("cpu", "auto"):
+        return
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    registry = AcceleratorRegistry
+    here = sorted(n for n in registry.available_accelerators() if registry[n]["accelerator"].is_available())
+    name = value.lower()
+    wanted = ["cuda", "mps"] if name == "gpu" else [name]
+    if not any(n in here for n in wanted):
+        known = name == "gpu" or name in registry.available_accelerators()
+        what = "is not available on this machine" if known else "is unknown"
+        raise UsageError(f"trainer.accelerator {value!r} {what}; allowed here: {', '.join(['auto', *here])}")
+
+
+def check_one_pruning(callbacks: Any) -> None:
+    """Two Pruning callbacks would prune twice under one schedule (Lightning would fail with a traceback)."""
+    import importlib
+
+    from plantnseek.callbacks.pruning import Pruning
+
+    found = []
+    for cb in callbacks if isinstance(callbacks, list) else [callbacks] if callbacks else []:
+        path = cb.get("class_path") if hasattr(cb, "get") else None
+        if not path:
+            continue
+        module, _, name = path.rpartition(".")
+        cls = getattr(importlib.import_module(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, Pruning):
+            pruner = (cb.get("init_args") or {}).get("pruner", "synflow")
+            found.append(pruner if isinstance(pruner, str) else str(pruner.get("class_path", "?")))
+    if len(found) > 1:
+        raise UsageError(f"the Pruning callback is given {len(found)} times in trainer.callbacks "
+                         f"(pruners {', '.join(found)}); give it once")
+
+
+def pruning_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The Pruning callback's saved state in a checkpoint (None if the run had none)."""
+    return next((v for k, v in (ckpt.get("callbacks") or {}).items() if str(k).split("{")[0] == "Pruning"), None)
+
+
+def run_settings(model_hp: Any, data_hp: Any, pruning: dict[str, Any] | None, detail: bool = True) -> dict[str, Any]:
+    """A fit's settings that change its numbers, keyed as in a fit config (``detail=False``: only the pruner)."""
+    out = {**model_settings(model_hp), **data_settings(data_hp)}
+    if pruning is None or not detail:
+        out["pruning"] = "none" if pruning is None else pruning.get("pruner", "?")
+    else:
+        out.update({f"pruning.{k}": v for k, v in pruning.items()})
+    return out
 
 
 class PlantnseekCLI(LightningCLI):
@@ -33,12 +92,19 @@ class PlantnseekCLI(LightningCLI):
         parser.link_arguments("seed_everything", "data.seed", compute_fn=integer_seed)
         parser.link_arguments("seed_everything", "model.seed", compute_fn=integer_seed)
 
+    def _set_seed(self) -> None:
+        """Seed quietly: Lightning's "Seed set to N" line would come before any error about the config."""
+        from lightning_fabric.utilities.seed import seed_everything
+
+        seed = self._get(self.config, "seed_everything")
+        seed_everything(integer_seed(seed), workers=True, verbose=False)
 
     def _parse_ckpt_path(self) -> None:
         """Check a given checkpoint against the config before anything is built or written.
 
         (Lightning's default would silently replace the config's model arguments by the checkpoint's.)
         """
+        self.checkpoint: dict[str, Any] | None = None
         if not self.config.get("subcommand"):
             return
         cfg = self.config[self.config.subcommand]
@@ -56,21 +122,63 @@ class PlantnseekCLI(LightningCLI):
         theirs = ckpt.get("hyper_parameters", {})
         ours = {"dataset": cfg.data.dataset, "depth": cfg.model.depth, "width": cfg.model.width}
         check_same_network(theirs, ours)
+        self.checkpoint = ckpt
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.config.subcommand]
+        check_accelerator(cfg.trainer.get("accelerator"))
+        check_writable_dir(cfg.trainer.get("default_root_dir") or os.getcwd(), "trainer.default_root_dir")
+        check_one_pruning(cfg.trainer.get("callbacks"))
+
+    def check_resume(self, pruning: Any) -> None:
+        """A resumed fit must run under its checkpoint's settings (a dense run may train longer)."""
+        if self.checkpoint is None:
+            return
+        state = pruning_state(self.checkpoint)
+        their_pruning = None if state is None else state.get("config", {})
+        our_pruning = None if pruning is None else pruning.config()
+        detail = (their_pruning is None) == (our_pruning is None)  # pruned vs dense: say only that
+        theirs = run_settings(self.checkpoint.get("hyper_parameters", {}),
+                              self.checkpoint.get("datamodule_hyper_parameters", {}), their_pruning, detail)
+        ours = run_settings(self.model.hparams, self.datamodule.hparams, our_pruning, detail)
+        if state is not None and "config" not in state:  # an older checkpoint: compare what it has
+            ours = {k: v for k, v in ours.items() if not k.startswith("pruning.")}
+        refuse_differences(theirs, ours)
 
     def before_fit(self) -> None:
         # With the Pruning callback, the epoch count follows from its schedule (no user arithmetic).
-        from plantnseek.callbacks.summary import find_pruning
-
         pruning = find_pruning(self.trainer)
-        asked = self.config[self.subcommand].trainer.get("max_epochs")
+        self.check_resume(pruning)
+        trainer_cfg = self.config[self.subcommand].trainer
+        asked = trainer_cfg.get("max_epochs")
         if pruning is None and asked is None:
             self.trainer.fit_loop.max_epochs = DEFAULT_EPOCHS
+        if pruning is None and asked is not None and asked < 0 and (trainer_cfg.get("max_steps") in (None, -1)) \
+                and trainer_cfg.get("max_time") is None:
+            raise UsageError(f"trainer.max_epochs {asked} never stops (no max_steps, max_time or Pruning schedule); "
+                             f"give a number of epochs >= 0 (default {DEFAULT_EPOCHS})")
         if pruning is not None:
             pruning.target_density(self.model)  # a target that keeps nothing fails before anything is written
             if asked is not None and asked != pruning.total_epochs:
                 print(f"note: the Pruning callback trains levels x pre_epochs + post_epochs = {pruning.total_epochs} "
                       f"epochs; trainer.max_epochs={asked} is ignored", file=sys.stderr)
             self.trainer.fit_loop.max_epochs = pruning.total_epochs
+
+    def before_validate(self) -> None:
+        find_pruning(self.trainer)
+
+    def before_test(self) -> None:
+        find_pruning(self.trainer)
+
+    def fit(self, model: Any, **kwargs: Any) -> None:
+        """``trainer.fit``; Ctrl-C ends in one line saying what was saved and how to resume."""
+        try:
+            self.trainer.fit(model, **kwargs)
+        except SystemExit:
+            if not self.trainer.interrupted:
+                raise
+            restore_sigint()
+            raise interrupted_message(self.trainer, "plantnseek fit") from None
 
 
 def trainer_defaults() -> dict:

@@ -14,6 +14,8 @@ from typing import Any
 
 from plantnseek.argparsing import CleanArgumentParser, parse_bool
 from plantnseek.errors import UsageError
+from plantnseek.interrupts import interrupted_message, restore_sigint
+from plantnseek.paths import check_writable_dir
 
 DATASETS = ("circle", "relu", "helix")
 
@@ -105,6 +107,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     model = PlantedMLP(dataset=args.dataset, seed=args.seed, **model_args)
     pruning = Pruning(**pruning_args)
     pruning.target_density(model)  # fails now on a sparsity that keeps nothing
+    check_writable_dir(args.result_dir, "--result-dir")
     summary = RunSummary()
 
     import pytorch_lightning as pl
@@ -128,7 +131,13 @@ def run(argv: list[str]) -> dict[str, Any]:
           f"pruning with {pruning.scorer.name} for {args.prune_epochs} epoch(s), then {args.post_epochs} post-epochs.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(model, datamodule=dm)
+        try:
+            trainer.fit(model, datamodule=dm)
+        except SystemExit:
+            if not trainer.interrupted:
+                raise
+            restore_sigint()
+            raise interrupted_message(trainer, "plantnseek fit") from None
     result = summary.last
     print_report(result)
     print(f"Results saved in {trainer.log_dir}")

@@ -17,7 +17,8 @@ from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from plantnseek.data import STREAM_PLANT, stream
-from plantnseek.errors import RunFailure, UsageError, check_number
+from plantnseek.errors import RunFailure, UsageError, check_number, check_seed
+from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
 from plantnseek.layers import MaskedMLP
 from plantnseek.metrics import RescaledMSE, SumMean
 from plantnseek.planting import PlantedNetwork, plant
@@ -25,6 +26,32 @@ from plantnseek.tasks import Task, get_task
 from plantnseek.tickets import build_ticket
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "rms")
+
+
+def validate_model_args(depth: int, width: int, seed: int, optimizer: str, lr: float, weight_decay: float,
+                        lr_drops: list[int] | None, lr_drop_rate: float) -> None:
+    """Every check of the model's arguments, so the CLI, ``main`` and sweeps refuse bad values up front.
+
+    ``lr_drop_rate`` must lie in (0, 1]: a drop multiplies the learning rate by it, so 0 or a negative
+    rate would stop training or climb the loss, and a rate above 1 is a raise, not a drop.
+    """
+    for name, value in (("depth", depth), ("width", width)):
+        check_number(name, value, integer=True)
+    check_seed(seed)
+    for name, value in (("lr", lr), ("weight_decay", weight_decay), ("lr_drop_rate", lr_drop_rate)):
+        check_number(name, value)
+    if optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    if not lr > 0:
+        raise UsageError(f"lr {lr} is invalid; it must be a finite number > 0")
+    if weight_decay < 0:
+        raise UsageError(f"weight_decay {weight_decay} is invalid; it must be a finite number >= 0")
+    if not 0 < lr_drop_rate <= 1:
+        raise UsageError(f"lr_drop_rate {lr_drop_rate} is invalid; allowed: greater than 0 and at most 1")
+    if lr_drops is not None:
+        if not isinstance(lr_drops, (list, tuple)) or any(
+                isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in lr_drops):
+            raise UsageError(f"lr_drops {lr_drops!r} is invalid; give a list of epochs, non-negative integers")
 
 
 def network_widths(task: Task, depth: int, width: int) -> list[int]:
@@ -52,16 +79,6 @@ def make_optimizer(hp: Any, params: Any) -> dict[str, Any]:
         opt = torch.optim.RMSprop(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp["lr_drops"] or []), gamma=hp["lr_drop_rate"])
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
-def check_same_network(theirs: Any, ours: Any) -> None:
-    """Refuse a checkpoint of another task or architecture with a clear message (not a size mismatch)."""
-    keys = ("dataset", "depth", "width")
-    if any(k in theirs and theirs[k] != ours[k] for k in keys):
-        def describe(h: Any) -> str:
-            return ", ".join(f"{k} {h.get(k) if hasattr(h, 'get') else h[k]}" for k in keys)
-
-        raise UsageError(f"the checkpoint is of another network ({describe(theirs)}); this run is {describe(ours)}")
 
 
 class Ticket(nn.Module):
@@ -134,16 +151,7 @@ class PlantedMLP(pl.LightningModule):
         lr_drop_rate: float = 0.1,
     ) -> None:
         super().__init__()
-        for name, value in (("depth", depth), ("width", width), ("seed", seed)):
-            check_number(name, value, integer=True)
-        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("lr_drop_rate", lr_drop_rate)):
-            check_number(name, value)
-        if optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        if not lr > 0:
-            raise UsageError(f"lr {lr} is invalid; it must be > 0")
-        if weight_decay < 0:
-            raise UsageError(f"weight_decay {weight_decay} is invalid; it must be >= 0")
+        validate_model_args(depth, width, seed, optimizer, lr, weight_decay, lr_drops, lr_drop_rate)
         self.save_hyperparameters()
         # One Lightning step makes several optimizer steps (see PlantedDataModule.batches_per_step).
         self.automatic_optimization = False
@@ -266,7 +274,11 @@ class PlantedMLP(pl.LightningModule):
                                                self.train_loss.count.clone())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_same_network(checkpoint.get("hyper_parameters", {}), self.hparams)
+        theirs = checkpoint.get("hyper_parameters", {})
+        check_same_network(theirs, self.hparams)
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":  # evaluating may use other settings; training not
+            refuse_differences(model_settings(theirs), model_settings(self.hparams))
         self.history = list(checkpoint.get("plantnseek_history", []))
         resumed = checkpoint.get("plantnseek_train_loss")
         self.train_loss.reset()  # a mid-epoch resume goes on without on_train_epoch_start
