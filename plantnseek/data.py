@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from plantnseek.errors import UsageError, check_number
+from plantnseek.errors import UsageError, check_number, check_seed
 from plantnseek.tasks import Task, get_task
 
 # Independent random streams derived from the one user seed.
@@ -135,7 +135,7 @@ class PlantedDataModule(pl.LightningDataModule):
         if not isinstance(dataset, str):
             raise UsageError(f"dataset {dataset!r} is invalid; allowed: circle, relu, helix")
         self.task: Task = get_task(dataset)
-        check_number("seed", seed, integer=True)
+        check_seed(seed)
         check_number("batches_per_step", batches_per_step, integer=True)
         validate_data_args(self.task, noise, n_samples, train_fraction, train_batch_size, test_batch_size,
                            prune_dataset_ratio, prune_batch_size)

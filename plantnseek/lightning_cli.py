@@ -12,15 +12,13 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from plantnseek.callbacks.pictures import Pictures
 from plantnseek.callbacks.summary import RunSummary
-from plantnseek.errors import UsageError
+from plantnseek.errors import UsageError, check_seed
 from plantnseek.data import PlantedDataModule
 from plantnseek.module import PlantedMLP, check_same_network
 
 
 def integer_seed(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"seed_everything {value!r} is invalid; give an integer seed (it fixes ticket, data and masks)")
-    return value
+    return check_seed(value, "seed_everything")
 
 
 DEFAULT_EPOCHS = 10  # the reference's default; Lightning's own default is 1000

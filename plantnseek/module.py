@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from plantnseek.data import STREAM_PLANT, stream
-from plantnseek.errors import RunFailure, UsageError, check_number
+from plantnseek.errors import RunFailure, UsageError, check_number, check_seed
 from plantnseek.layers import MaskedMLP
 from plantnseek.metrics import RescaledMSE, SumMean
 from plantnseek.planting import PlantedNetwork, plant
@@ -25,6 +25,32 @@ from plantnseek.tasks import Task, get_task
 from plantnseek.tickets import build_ticket
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "rms")
+
+
+def validate_model_args(depth: int, width: int, seed: int, optimizer: str, lr: float, weight_decay: float,
+                        lr_drops: list[int] | None, lr_drop_rate: float) -> None:
+    """Every check of the model's arguments, so the CLI, ``main`` and sweeps refuse bad values up front.
+
+    ``lr_drop_rate`` must lie in (0, 1]: a drop multiplies the learning rate by it, so 0 or a negative
+    rate would stop training or climb the loss, and a rate above 1 is a raise, not a drop.
+    """
+    for name, value in (("depth", depth), ("width", width)):
+        check_number(name, value, integer=True)
+    check_seed(seed)
+    for name, value in (("lr", lr), ("weight_decay", weight_decay), ("lr_drop_rate", lr_drop_rate)):
+        check_number(name, value)
+    if optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    if not lr > 0:
+        raise UsageError(f"lr {lr} is invalid; it must be a finite number > 0")
+    if weight_decay < 0:
+        raise UsageError(f"weight_decay {weight_decay} is invalid; it must be a finite number >= 0")
+    if not 0 < lr_drop_rate <= 1:
+        raise UsageError(f"lr_drop_rate {lr_drop_rate} is invalid; allowed: greater than 0 and at most 1")
+    if lr_drops is not None:
+        if not isinstance(lr_drops, (list, tuple)) or any(
+                isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in lr_drops):
+            raise UsageError(f"lr_drops {lr_drops!r} is invalid; give a list of epochs, non-negative integers")
 
 
 def network_widths(task: Task, depth: int, width: int) -> list[int]:
@@ -134,16 +160,7 @@ class PlantedMLP(pl.LightningModule):
         lr_drop_rate: float = 0.1,
     ) -> None:
         super().__init__()
-        for name, value in (("depth", depth), ("width", width), ("seed", seed)):
-            check_number(name, value, integer=True)
-        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("lr_drop_rate", lr_drop_rate)):
-            check_number(name, value)
-        if optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        if not lr > 0:
-            raise UsageError(f"lr {lr} is invalid; it must be > 0")
-        if weight_decay < 0:
-            raise UsageError(f"weight_decay {weight_decay} is invalid; it must be >= 0")
+        validate_model_args(depth, width, seed, optimizer, lr, weight_decay, lr_drops, lr_drop_rate)
         self.save_hyperparameters()
         # One Lightning step makes several optimizer steps (see PlantedDataModule.batches_per_step).
         self.automatic_optimization = False
