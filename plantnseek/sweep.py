@@ -14,12 +14,15 @@ The work is split by job: :mod:`plantnseek.sweep_spec` (grid, identity), :mod:`p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import os
+import signal
 import sys
+import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -152,13 +155,30 @@ def run(argv: list[str]) -> dict[str, Any]:
     else:
         workers, capped = requested or os.cpu_count() or 1, None
     os.makedirs(out, exist_ok=True)
-    with OutLock(out, argv):
+    with OutLock(out, argv), terminate_as_interrupt():
         try:
             return sweep(specs, out, name, workers, args, capped if requested is not None else None)
         except KeyboardInterrupt:
             done = sum(is_done(out, s) for s in specs)
             raise SweepInterrupted(f"interrupted: {done}/{len(specs)} runs completed and kept in {out}; "
                                    f"resume with: {resume_command(argv)}") from None
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """``kill`` (SIGTERM) stops a sweep like Ctrl-C: Lightning would otherwise ignore it during training."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def sweep(specs: list[RunSpec], out: str, name: str, workers: int, args: argparse.Namespace,

@@ -46,7 +46,10 @@ def die_with_parent(parent: int) -> None:
 
 
 def worker_init(parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's: it stops the pool
+    """Ctrl-C is the sweep's to handle; the SIGTERM by which it stops the pool must end a worker even in
+    training (Lightning's own SIGTERM handler only takes note, but calls the one it finds installed)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(128 + signum))
     die_with_parent(parent)
     quiet_worker()
 

@@ -161,8 +161,8 @@ def base_run(base: dict[str, Any] | None) -> dict[str, Any]:
     if others:
         raise UsageError(f"sweep runs take no extra callbacks (found {others[0]!r}); pictures and summaries are built in")
     if len(prunings) > 1:
-        raise UsageError(f"the sweep's base run gives the pruning settings {len(prunings)} times (base.pruning and "
-                         "Pruning callbacks in base.trainer.callbacks); give them once")
+        raise UsageError(f"the sweep's base run gives the pruning settings {len(prunings)} times (counting base.pruning "
+                         "and each Pruning callback in base.trainer.callbacks); give them once")
     return {"seed": base.get("seed_everything", 1), "data": mapping("base.data", base.get("data")),
             "model": mapping("base.model", base.get("model")), "pruning": prunings[0] if prunings else None,
             "trainer": trainer}

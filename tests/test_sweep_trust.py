@@ -308,6 +308,7 @@ def test_a_worker_dies_when_the_sweep_is_killed(tmp_path):
 @pytest.mark.parametrize("grid,max_stack,done", [
     (["--grid", "pruner=mag,sweep_scorers.Interrupt"], "1", 1),  # single runs: the first one completed
     (["--grid", "pruner=sweep_scorers.Interrupt", "--grid", "seed=1,2"], "64", 0),  # one stacked batch
+    (["--grid", "pruner=mag,sweep_scorers.Terminate"], "1", 1),  # kill (SIGTERM) stops it the same way
 ])
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(grid, max_stack, done, in_tmp, tmp_path, capsys):
     args = ["--config", write_config(tmp_path / "tiny.yaml"), "--out", "sw", "--workers", "1",
@@ -318,6 +319,24 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(grid, max_stack, done, in_t
                    f"{shlex.join(['plantnseek', 'sweep', *args])}")
     assert not (in_tmp / "sw/results.csv").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     if done:
         assert main(["sweep", *args[:-2], "--grid", "pruner=mag"]) == 0
         assert "1 already done, 0 to run" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # two worker processes start torch: ~15 s on an idle 2-core machine
+def test_ctrl_c_stops_the_parallel_workers(in_tmp, tmp_path):
+    pids = tmp_path / "pids.txt"
+    args = ["sweep", "--config", write_config(tmp_path / "tiny.yaml"), "--out", "sw", "--workers", "2",
+            "--max-stack", "1", "--grid", "pruner=sweep_scorers.InterruptSweep", "--grid", "seed=1,2"]
+    env = {**os.environ, "PLANTNSEEK_TEST_PIDS": str(pids), "PYTHONPATH": TESTS}
+    proc = subprocess.run([sys.executable, "-m", "plantnseek.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("plantnseek: interrupted: 0/2 runs completed and kept in sw")
+    workers = [int(p) for p in pids.read_text().split()]
+    deadline = time.monotonic() + 30
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:  # bounded poll
+        time.sleep(0.01)
+    assert workers and not any(alive(w) for w in workers)
