@@ -18,6 +18,7 @@ import contextlib
 import csv
 import io
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -29,7 +30,8 @@ import yaml
 from plantnseek.argparsing import CleanArgumentParser
 from plantnseek.errors import UsageError
 from plantnseek.sweep_exec import cap_workers, execute, execute_batch, plan, run_local, run_submitit  # noqa: F401
-from plantnseek.sweep_spec import AXES, RunSpec, expand, load_config  # noqa: F401
+from plantnseek.sweep_check import expand
+from plantnseek.sweep_spec import AXES, RunSpec, load_config
 from plantnseek.sweep_store import (OutLock, atomic_write, check_out, current, is_done, read_summary,
                                     resume_command, run_dir, todo_report)
 
@@ -88,6 +90,7 @@ def draw(out: str, rows: list[dict[str, Any]]) -> str:
     for r in rows:
         r["label"] = " ".join([str(r.get("pruner", r["label"]))] + [f"{a}={r.get(a)}" for a in extra])
     fig = figures.sweep_figure(rows)
+    shutil.rmtree(os.path.join(out, "tensorboard"), ignore_errors=True)  # no figure of an earlier sweep
     writer = SummaryWriter(os.path.join(out, "tensorboard"))
     path, tmp = os.path.join(out, "figure.png"), os.path.join(out, f"figure.tmp{os.getpid()}.png")
     try:
@@ -196,6 +199,7 @@ def sweep(specs: list[RunSpec], out: str, name: str, workers: int, args: argpars
         for stale in ("results.csv", "figure.png"):
             if os.path.exists(os.path.join(out, stale)):
                 os.remove(os.path.join(out, stale))
+        shutil.rmtree(os.path.join(out, "tensorboard"), ignore_errors=True)
     failed = 0
     start = time.perf_counter()
     with tqdm(total=len(todo), unit="run", desc="sweep", dynamic_ncols=True) as bar:

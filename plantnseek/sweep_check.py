@@ -11,7 +11,14 @@ import logging
 from typing import Any
 
 from plantnseek.errors import UsageError, check_number
-from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec, defaults
+from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec, defaults, grid_points
+
+
+def expand(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None) -> list[RunSpec]:
+    """Every combination of the grid axes as a RunSpec, every one validated before anything runs."""
+    specs = grid_points(config, overrides)
+    validate(specs)
+    return specs
 
 
 def check_bounded(trainer: dict[str, Any], dense: bool) -> None:

@@ -6,6 +6,7 @@ sweep goes on; Ctrl-C stops the sweep (it is not a failure of the run it interru
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -153,8 +154,6 @@ def execute(spec: RunSpec, out: str) -> dict[str, Any]:
 
 def stack_key(spec: RunSpec) -> str:
     """Runs with equal keys can train as one stacked model (they differ in seed and pruning only)."""
-    import json
-
     schedule = {k: (spec.pruning or {}).get(k) for k in ("levels", "pre_epochs", "post_epochs", "rewind")}
     data = {k: v for k, v in spec.data.items() if k != "seed"}
     return json.dumps([data, spec.model, spec.trainer, spec.pruning is None, schedule], sort_keys=True, default=str)

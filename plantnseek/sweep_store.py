@@ -113,7 +113,8 @@ def record_failure(directory: str, spec: RunSpec, error: BaseException, seconds:
         except (OSError, ValueError):
             continue
     if summary.get("status") not in ("failed", "interrupted"):
-        summary = {"status": "failed", "dataset": spec.data.get("dataset")}
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        summary = {"status": status, "dataset": spec.data.get("dataset")}
     summary.setdefault("reason", f"{type(error).__name__}: {error}")
     write_summary(directory, {**summary, "seconds": seconds, "identity": spec.identity})
 
