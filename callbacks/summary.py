@@ -111,10 +111,13 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
 
 
 def write_summary(directory: str, data: dict[str, Any], filename: str = "summary.json") -> str:
+    """Atomically (a temporary file, then a rename): a reader never sees half a summary."""
     path = os.path.join(directory, filename)
     os.makedirs(directory, exist_ok=True)
-    with open(path, "w") as f:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
         json.dump(clean(data), f, indent=1)
+    os.replace(tmp, path)
     return path
 
 

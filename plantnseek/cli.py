@@ -50,9 +50,16 @@ def _main(argv: list[str]) -> None:
 
 
 def _sweep(argv: list[str]) -> int:
-    from plantnseek.sweep import run
+    from plantnseek.sweep import SweepInterrupted, run
 
-    return 1 if run(argv)["failed"] else 0  # failed runs are recorded; the exit code tells scripts
+    try:
+        return 1 if run(argv)["failed"] else 0  # failed runs are recorded; the exit code tells scripts
+    except SweepInterrupted as e:  # Ctrl-C: what was kept and the command that resumes
+        print(f"plantnseek: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before any run started: nothing was written
+        print("plantnseek: interrupted before any run started", file=sys.stderr)
+        return 130
 
 
 COMMANDS: dict[str, Callable[[list[str]], int | None]] = {"ticket": _ticket, "main": _main, "sweep": _sweep}

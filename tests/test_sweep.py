@@ -71,7 +71,7 @@ grid:
     ("grid: {sparsity: [0]}", "sparsity 0"),
     ("base: {colour: 1}\ngrid: {seed: [1]}", "unknown key 'colour'"),
     ("grids: {seed: [1]}", "needs a 'grid'"),
-    ("grid: {seed: [x]}", "seed 'x' is invalid; it must be an integer"),
+    ("grid: {seed: [x]}", "seed 'x' is invalid"),
     ("grid: {sparsity: [tickt]}", "sparsity 'tickt' is invalid"),
     ("grid: {data.noise: [abc]}", "noise 'abc' is invalid; it must be a number"),
     ("grid: {pruning.sparsty: [0.1]}", "unknown pruning key 'sparsty'"),
