@@ -185,8 +185,8 @@ def validate(specs: list[RunSpec]) -> None:
     from plantnseek.callbacks.pruning import Pruning
     from plantnseek.data import PlantedDataModule
     from plantnseek.module import OPTIMIZERS, network_widths
-    from plantnseek.tasks import get_task
-    from plantnseek.tickets import build_ticket, min_width
+    from plantnseek.registry import get_task
+    from plantnseek.tickets import min_width
 
     seen: set[str] = set()
     for spec in specs:
@@ -201,7 +201,7 @@ def validate(specs: list[RunSpec]) -> None:
             PlantedDataModule(**spec.data)
             dataset = spec.data.get("dataset", "circle")
             depth, width = spec.model.get("depth", 5), spec.model.get("width", 50)
-            need = min_width(build_ticket(dataset, depth))
+            need = min_width(get_task(dataset).ticket(depth))
             if width < need:
                 raise UsageError(f"width {width} cannot hold the {dataset} ticket; the minimum width is {need}")
             if spec.model.get("optimizer", "adam") not in OPTIMIZERS:
