@@ -116,8 +116,11 @@ def generic_task_figure(module: Any, x_test: torch.Tensor, y_test: torch.Tensor)
         np.add.at(confusion, (true, pred), 1)
         right.imshow(confusion, cmap="Blues", interpolation="nearest")
         if task.d_out <= 12:
+            right.set_xticks(range(task.d_out))
+            right.set_yticks(range(task.d_out))
             for (i, j), count in np.ndenumerate(confusion):
-                right.text(j, i, str(count), ha="center", va="center", fontsize=7)
+                right.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                           color="white" if count > confusion.max() / 2 else "black")
         right.set(xlabel="predicted class", ylabel="true class",
                   title=f"test accuracy {float((~wrong).mean()):.3f}")
         fig.tight_layout()

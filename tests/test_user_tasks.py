@@ -138,3 +138,17 @@ def test_task_is_checked_once_per_process():
     assert get_task("bad_tasks.Good") is first
     assert first.ticket(5) is first.ticket(5)
     assert not first.ticket(5)[0][0].flags.writeable  # the cached ticket cannot be changed by a caller
+
+
+def test_user_task_checkpoint_and_test(in_tmp, capsys):
+    tiny = ["--data.n_samples", "600", "--data.prune_dataset_ratio", "5", "--trainer.enable_progress_bar", "false"]
+    assert main(["fit", "--data.dataset", "bad_tasks.Good", "--model.depth", "4", "--model.width", "8",
+                 "--trainer.max_epochs", "1", *tiny]) == 0
+    run = in_tmp / "lightning_logs/version_0"
+    assert (run / "task.png").exists() and (run / "summary.json").exists()
+    ckpt = str(run / "checkpoints/last.ckpt")
+    capsys.readouterr()
+    assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", ckpt]) == 0
+    # the same checkpoint against a network that plants another ticket (another seed) is refused
+    assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", ckpt, "--seed_everything", "2"]) == 2
+    assert "planted ticket differs" in capsys.readouterr().err
