@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from plantnseek.errors import UsageError
-from plantnseek.runtask import PREFIX, RunTask, checkpoint_path, read_checkpoint
+from plantnseek.runtask import PREFIX, RunTask, checkpoint_path, fingerprint, read_checkpoint
 from plantnseek.tickets import BUILTIN_TASKS, MIN_DEPTH, Layer
 
 ALLOWED = (f"{', '.join(BUILTIN_TASKS)}, a module.Class task (installed, on PYTHONPATH or in the current "
@@ -72,6 +72,11 @@ class CheckedTask:
                 raise self._error(f"ticket({depth}) failed: {type(e).__name__}: {e}") from None
             self._tickets[depth] = self._check_ticket(layers, depth)
         return self._tickets[depth]
+
+    def fingerprint(self, depth: int) -> str:
+        """A short hash of the ticket's values, recorded in summaries: a changed user task or ``run:``
+        source shows as a different fingerprint instead of silently mixing results."""
+        return fingerprint(self.ticket(depth))
 
     def _error(self, message: str) -> UsageError:
         return UsageError(f"task {self.name}: {message}")

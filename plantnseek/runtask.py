@@ -122,7 +122,6 @@ class RunTask(Task):
         self.source, self.source_task, self.name = source, source_task, name
         self.d_in, self.d_out = source_task.d_in, source_task.d_out
         self.classification, self.max_noise = source_task.classification, source_task.max_noise
-        self.fingerprint = fingerprint(source.layers)
 
     def sample(self, rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
         x, _ = self.source_task.sample(rng, n, 0.0)

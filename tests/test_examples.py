@@ -14,9 +14,9 @@ from plantnseek.cli import main
 from plantnseek.planting import ticket_forward
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
-TINY = {"--post-epochs": "1", "--width": {"50": "20", "100": "30"}}
-SWEEP_SLICE = ["--grid", "width=30", "--grid", "seed=1", "--grid", "pruner=ticket,synflow", "--grid", "pruning.post_epochs=1",
-               "--grid", "data.n_samples=2000", "--workers", "1"]
+TINY = {("--post-epochs", "5"): "1", ("--post-epochs", "10"): "1", ("--width", "50"): "20", ("--width", "100"): "30"}
+SWEEP_SLICE = ["--grid", "width=30", "--grid", "seed=1", "--grid", "pruner=ticket,synflow",
+               "--grid", "pruning.post_epochs=1", "--grid", "data.n_samples=2000", "--workers", "1"]
 
 
 def readme_commands() -> list[list[str]]:
@@ -43,14 +43,13 @@ def test_xor_ticket_computes_the_sign_of_x1_x2(depth):
 
 def test_readme_walk_through(tmp_path, monkeypatch, capsys):
     work = tmp_path / "examples"
-    shutil.copytree(EXAMPLES, work)
+    shutil.copytree(EXAMPLES, work, ignore=shutil.ignore_patterns("results", "__pycache__"))
     monkeypatch.chdir(work)
     commands = readme_commands()
     assert [c[0] for c in commands] == ["ticket", "main", "main", "ticket", "main", "sweep"]
     outputs = []
     for argv in commands:
-        argv = [a if prev not in TINY else TINY[prev] if isinstance(TINY[prev], str) else TINY[prev].get(a, a)
-                for prev, a in zip([None, *argv], argv)]
+        argv = [TINY.get((prev, a), a) for prev, a in zip([None, *argv], argv)]
         if argv[0] == "sweep":
             argv += SWEEP_SLICE
         assert main(argv) == 0, argv

@@ -136,3 +136,13 @@ grid:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
     assert all(float(r["recall"]) == 1.0 for r in rows if r["pruner"] == "ticket")
+
+
+def test_summary_records_which_ticket_a_run_task_was(sources, in_tmp):
+    """The fingerprint is the hash of the source's compacted kept weights, so a changed source is visible."""
+    from plantnseek.runtask import compact, fingerprint
+
+    dataset = f"run:{sources['relu']}"
+    trainer = fit(PlantedMLP(dataset=dataset, depth=4, width=10), PlantedDataModule(dataset=dataset, **TINY_DATA))
+    layers = [(w.double().numpy(), b.double().numpy()) for w, b in final_masked(sources["relu"])]
+    assert read_summary(trainer)["ticket"]["fingerprint"] == fingerprint(compact(layers))
