@@ -65,8 +65,11 @@ def clean(x: Any) -> Any:
 
 def ticket_info(module: pl.LightningModule, x: Any, y: Any) -> dict[str, Any]:
     nonzero, total = module.ticket.counts()
-    return {"sparsity": nonzero / total, "nonzero": nonzero, "total": total,
+    info = {"sparsity": nonzero / total, "nonzero": nonzero, "total": total,
             "metric_name": module.task.metric_name, "metric": module.ticket_metric(x, y)}
+    if not module.task.builtin:  # user and run: tasks can change after a run; record which ticket it was
+        info["fingerprint"] = module.task.fingerprint(module.hparams.depth)
+    return info
 
 
 def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, Any], initial: dict[str, float] | None,

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from plantnseek.errors import UsageError, check_number, check_seed
-from plantnseek.tasks import Task, get_task
+from plantnseek.registry import CheckedTask, get_task
 
 # Independent random streams derived from the one user seed.
 STREAM_PLANT, STREAM_DATA, STREAM_ORDER, STREAM_PRUNE = 0, 1, 2, 3
@@ -104,9 +104,10 @@ class PlantedDataModule(pl.LightningDataModule):
     """Train/test/pruning data of one planted task.
 
     Args:
-        dataset: task name: ``circle``, ``relu`` or ``helix``.
+        dataset: task: ``circle``, ``relu``, ``helix``, a ``module.Class`` task or ``run:<run dir or
+            checkpoint>`` (the network a finished run found, as the ticket).
         noise: circle: probability that a label moves to the neighbouring class; relu/helix: std of the
-            Gaussian noise on the targets.
+            Gaussian noise on the targets (a user task defines its own; run: tasks follow their source's).
         n_samples: samples drawn in total, split into train and test.
         train_fraction: share of samples used for training (the rest is the test set).
         train_batch_size: training batch size.
@@ -132,9 +133,7 @@ class PlantedDataModule(pl.LightningDataModule):
         batches_per_step: int = 32,
     ) -> None:
         super().__init__()
-        if not isinstance(dataset, str):
-            raise UsageError(f"dataset {dataset!r} is invalid; allowed: circle, relu, helix")
-        self.task: Task = get_task(dataset)
+        self.task: CheckedTask = get_task(dataset)
         check_seed(seed)
         check_number("batches_per_step", batches_per_step, integer=True)
         validate_data_args(self.task, noise, n_samples, train_fraction, train_batch_size, test_batch_size,
@@ -200,7 +199,7 @@ def available_memory() -> int | None:
     return None
 
 
-def sample_bytes(task: Task, n_samples: int) -> int:
+def sample_bytes(task: CheckedTask, n_samples: int) -> int:
     """A generous estimate of the peak memory of drawing ``n_samples`` and holding them as tensors:
     float64 draws and the sampler's intermediates, the float32/int64 tensors, and one epoch's shuffled copy."""
     return n_samples * (32 * (task.d_in + task.d_out) + 64)
@@ -214,7 +213,7 @@ def human_bytes(n: float) -> str:
     return f"{n:.3g} TB"
 
 
-def check_memory(task: Task, n_samples: int) -> None:
+def check_memory(task: CheckedTask, n_samples: int) -> None:
     """Refuse data that cannot fit, before drawing it (a MemoryError mid-run leaves a half-made run)."""
     need, have = sample_bytes(task, n_samples), available_memory()
     if have is not None and need > have:
@@ -222,7 +221,7 @@ def check_memory(task: Task, n_samples: int) -> None:
                          f"has {human_bytes(have)} available; lower n_samples")
 
 
-def validate_data_args(task: Task, noise: float, n_samples: int, train_fraction: float, train_batch_size: int,
+def validate_data_args(task: CheckedTask, noise: float, n_samples: int, train_fraction: float, train_batch_size: int,
                        test_batch_size: int, prune_dataset_ratio: int, prune_batch_size: int) -> None:
     check_number("noise", noise)
     check_number("train_fraction", train_fraction)
@@ -250,7 +249,7 @@ def validate_data_args(task: Task, noise: float, n_samples: int, train_fraction:
         )
 
 
-def make_splits(task: Task, n_samples: int, n_train: int, n_prune: int, noise: float,
+def make_splits(task: CheckedTask, n_samples: int, n_train: int, n_prune: int, noise: float,
                 seed: int) -> dict[str, tuple[Tensor, Tensor]]:
     x, y = task.sample(stream(seed, STREAM_DATA), n_samples, noise)
     xt = torch.as_tensor(x, dtype=torch.float32)

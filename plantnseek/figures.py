@@ -45,8 +45,11 @@ def save(fig: Figure, path: str, loggers: Sequence[Any] = (), tag: str | None = 
 
 @torch.no_grad()
 def task_figure(module: Any, x_test: torch.Tensor, y_test: torch.Tensor) -> Figure:
-    """circle: decision regions and test points; relu: fitted curve; helix: fitted 3-D curve."""
+    """circle: decision regions and test points; relu: fitted curve; helix: fitted 3-D curve; user and
+    ``run:`` tasks: :func:`generic_task_figure`."""
     name = module.task.name
+    if not module.task.builtin:
+        return generic_task_figure(module, x_test, y_test)
     if name == "circle":
         fig, ax = plt.subplots(figsize=(5.5, 5))
         g = torch.linspace(-1, 1, 201)
@@ -86,6 +89,57 @@ def task_figure(module: Any, x_test: torch.Tensor, y_test: torch.Tensor) -> Figu
     legend = ax.legend(fontsize=8)
     for handle in legend.legend_handles:
         handle.set_alpha(1)
+    return fig
+
+
+@torch.no_grad()
+def generic_task_figure(module: Any, x_test: torch.Tensor, y_test: torch.Tensor) -> Figure:
+    """Any task, on the test split. Classification: test points in the first two inputs (or the first input
+    against the class) coloured by predicted class, misclassified ones crossed, and the confusion matrix.
+    Regression: outputs (rescaled) and targets against the first input, and rescaled prediction vs target."""
+    task = module.task
+    title = task.title if len(task.title) <= 48 else "..." + task.title[-45:]
+    out = module(x_test).double()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    x = x_test.double().numpy()
+    if task.classification:
+        pred, true = out.argmax(dim=1).numpy(), y_test.numpy()
+        wrong = pred != true
+        ys, ylabel = (x[:, 1], "x2") if task.d_in >= 2 else (pred, "predicted class")
+        colors = np.array([f"C{c % 10}" for c in pred])
+        left.scatter(x[~wrong, 0], ys[~wrong], c=colors[~wrong], s=6, edgecolors="none")
+        left.scatter(x[wrong, 0], ys[wrong], c=colors[wrong], s=14, marker="x", lw=0.8, label="misclassified")
+        left.set(xlabel="x1", ylabel=ylabel, title=f"{title}: predicted class (colour)")
+        if wrong.any():
+            left.legend(fontsize=7, loc="upper right")
+        confusion = np.zeros((task.d_out, task.d_out), dtype=int)
+        np.add.at(confusion, (true, pred), 1)
+        right.imshow(confusion, cmap="Blues", interpolation="nearest")
+        if task.d_out <= 12:
+            right.set_xticks(range(task.d_out))
+            right.set_yticks(range(task.d_out))
+            for (i, j), count in np.ndenumerate(confusion):
+                right.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                           color="white" if count > confusion.max() / 2 else "black")
+        right.set(xlabel="predicted class", ylabel="true class",
+                  title=f"test accuracy {float((~wrong).mean()):.3f}")
+        fig.tight_layout()
+        return fig
+    fitted = (out * rescale(out, y_test.double())).numpy()
+    target = y_test.double().numpy()
+    order = np.argsort(x[:, 0])
+    for j in range(min(task.d_out, 5)):
+        left.scatter(x[:, 0], target[:, j], s=3, alpha=0.3, color=f"C{j}")
+        left.plot(x[order, 0], fitted[order, j], lw=1, color=f"C{j}", label=f"output {j}")
+    left.set(xlabel="x1 (first input)", ylabel="target (dots), network rescaled (line)", title=title)
+    left.legend(fontsize=7)
+    lo, hi = float(min(target.min(), fitted.min())), float(max(target.max(), fitted.max()))
+    right.plot([lo, hi], [lo, hi], color="black", ls="--", lw=1)
+    for j in range(min(task.d_out, 5)):
+        right.scatter(target[:, j], fitted[:, j], s=4, alpha=0.5, color=f"C{j}")
+    mse = float(((fitted - target) ** 2).mean())
+    right.set(xlabel="target", ylabel="network, rescaled", title=f"rescaled MSE {mse:.4g}")
+    fig.tight_layout()
     return fig
 
 

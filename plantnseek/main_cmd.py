@@ -17,13 +17,12 @@ from plantnseek.errors import UsageError
 from plantnseek.interrupts import interrupted_message, restore_sigint
 from plantnseek.paths import check_writable_dir
 
-DATASETS = ("circle", "relu", "helix")
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = CleanArgumentParser(prog="plantnseek main", description="Reference main.py flags for planted-ticket models.")
     t = p.add_argument_group("training")
-    t.add_argument("--dataset", default="circle", help="circle, relu or helix (default: circle)")
+    t.add_argument("--dataset", default="circle",
+                   help="circle, relu, helix, a module.Class task or run:<run dir or checkpoint> (default: circle)")
     t.add_argument("--model", default="planted-model", help="only planted-model")
     t.add_argument("--model-class", default="lottery", help="only lottery (default is accepted too)")
     t.add_argument("--depth", type=int, default=5, help="layers incl. input and output (default: 5)")
@@ -67,8 +66,9 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--model {args.model!r} is not supported; allowed: planted-model")
     if args.model_class not in ("lottery", "default"):
         raise UsageError(f"--model-class {args.model_class!r} is not supported; allowed: lottery")
-    if args.dataset not in DATASETS:
-        raise UsageError(f"--dataset {args.dataset!r} is not supported; allowed: {', '.join(DATASETS)}")
+    from plantnseek.registry import get_task
+
+    get_task(args.dataset)  # one line for an unknown or bad task, before anything else
     if args.mask_scope == "flow":
         raise UsageError("--mask-scope flow is not supported; allowed: global, local")
     if args.experiment not in ("singleshot", "multishot"):

@@ -22,8 +22,7 @@ from plantnseek.fingerprint import check_same_network, model_settings, refuse_di
 from plantnseek.layers import MaskedMLP
 from plantnseek.metrics import RescaledMSE, SumMean
 from plantnseek.planting import PlantedNetwork, plant
-from plantnseek.tasks import Task, get_task
-from plantnseek.tickets import build_ticket
+from plantnseek.registry import CheckedTask, get_task
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "rms")
 
@@ -54,14 +53,14 @@ def validate_model_args(depth: int, width: int, seed: int, optimizer: str, lr: f
             raise UsageError(f"lr_drops {lr_drops!r} is invalid; give a list of epochs, non-negative integers")
 
 
-def network_widths(task: Task, depth: int, width: int) -> list[int]:
+def network_widths(task: CheckedTask, depth: int, width: int) -> list[int]:
     return [task.d_in] + [width] * (depth - 2) + [task.d_out]
 
 
 def plant_network(dataset: str, depth: int, width: int, seed: int) -> PlantedNetwork:
     """The planted network of (dataset, depth, width, seed); validates all three shape arguments."""
     task = get_task(dataset)
-    ticket = build_ticket(dataset, depth)
+    ticket = task.ticket(depth)
     if width < 1:
         raise UsageError(f"width {width} is invalid; it must be at least 1")
     return plant(ticket, network_widths(task, depth, width), stream(seed, STREAM_PLANT))
@@ -79,6 +78,19 @@ def make_optimizer(hp: Any, params: Any) -> dict[str, Any]:
         opt = torch.optim.RMSprop(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp["lr_drops"] or []), gamma=hp["lr_drop_rate"])
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def check_same_ticket(state: dict[str, Tensor], ticket: nn.Module, dataset: str) -> None:
+    """Refuse a checkpoint planted with another ticket: the data would no longer be the ticket's.
+
+    A user task's code or a ``run:`` source can change after a run was saved; resuming or testing it
+    would then silently mix the old network with the new task's data.
+    """
+    for name, value in ticket.named_buffers():
+        saved = state.get(f"ticket.{name}")
+        if saved is not None and (saved.shape != value.shape or not torch.equal(saved, value)):
+            raise UsageError(f"the checkpoint's planted ticket differs from the one dataset {dataset} plants now "
+                             f"(another seed, or the task or its source run changed since the checkpoint was saved)")
 
 
 class Ticket(nn.Module):
@@ -127,7 +139,8 @@ class PlantedMLP(pl.LightningModule):
     """Planted MLP for one task.
 
     Args:
-        dataset: task name (``circle``, ``relu``, ``helix``); fixes input/output sizes, loss and metrics.
+        dataset: task (``circle``, ``relu``, ``helix``, ``module.Class`` or ``run:<run dir or checkpoint>``);
+            fixes input/output sizes, loss, metrics and the planted ticket.
         depth: number of layers counting input and output (depth 5 has 4 weight matrices); at least 3.
         width: width of every hidden layer; at least the ticket's minimum width.
         seed: fixes the initialisation and the planted ticket.
@@ -276,6 +289,7 @@ class PlantedMLP(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         theirs = checkpoint.get("hyper_parameters", {})
         check_same_network(theirs, self.hparams)
+        check_same_ticket(checkpoint.get("state_dict", {}), self.ticket, self.hparams.dataset)
         trainer = self._trainer
         if trainer is not None and trainer.state.fn == "fit":  # evaluating may use other settings; training not
             refuse_differences(model_settings(theirs), model_settings(self.hparams))
@@ -306,14 +320,14 @@ def ticket_report(module: PlantedMLP, x_test: Tensor, y_test: Tensor) -> dict[st
     for i, (wm, bm) in enumerate(zip(module.ticket.weight_masks(), module.ticket.bias_masks())):
         layers.append({"layer": i, "shape": list(wm.shape), "nonzero": int(wm.sum()), "total": wm.numel(),
                        "bias_nonzero": int(bm.sum()), "units": int((wm.any(dim=1) | bm).sum())})
-    from plantnseek.tickets import build_ticket, min_width
+    from plantnseek.tickets import min_width
 
     hp = module.hparams
     return {
         "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
         "sparsity": nonzero / total, "nonzero": nonzero, "total": total,
         "bias_nonzero": sum(int(m.sum()) for m in module.ticket.bias_masks()),
-        "min_width": min_width(build_ticket(hp.dataset, hp.depth)),
+        "min_width": min_width(module.task.ticket(hp.depth)),
         "metric_name": module.task.metric_name, "metric": module.ticket_metric(x_test, y_test),
         "scale": [float(s) for s in module.ticket.scale], "layers": layers,
     }

@@ -50,7 +50,8 @@ def _best_unit(candidates: np.ndarray, target: np.ndarray, free: np.ndarray) -> 
     ``candidates`` is (k, n): per unit its bias and incoming ticket weights. Returns None if no free unit
     has the target's signs (on the target's non-zero entries) and a positive least-squares factor.
     """
-    factor = target @ candidates / (target @ target)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero target (a unit with only outgoing weights)
+        factor = target @ candidates / (target @ target)
     dist = np.abs(candidates - target[:, None] * factor).sum(axis=0)
     nz = target != 0
     same_sign = np.all(np.sign(candidates[nz]) == np.sign(target[nz])[:, None], axis=0)

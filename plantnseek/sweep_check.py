@@ -67,12 +67,12 @@ def check_shape_and_parts(spec: RunSpec) -> None:
     from plantnseek.callbacks.pruning import Pruning
     from plantnseek.data import PlantedDataModule
     from plantnseek.module import network_widths
-    from plantnseek.tasks import get_task
-    from plantnseek.tickets import build_ticket, min_width
+    from plantnseek.registry import get_task
+    from plantnseek.tickets import min_width
 
     dm = PlantedDataModule(**spec.data)
     model = {**dict(defaults("model")), **spec.model}
-    need = min_width(build_ticket(dm.dataset, model["depth"]))
+    need = min_width(get_task(dm.dataset).ticket(model["depth"]))
     if model["width"] < need:
         raise UsageError(f"width {model['width']} cannot hold the {dm.dataset} ticket; the minimum width is {need}")
     network_widths(get_task(dm.dataset), model["depth"], model["width"])

@@ -1,12 +1,11 @@
-"""The three planted tasks: their shapes, target functions and vectorised samplers.
+"""What a planted task is (:class:`Task`), and the built-in tasks' target functions and samplers.
 
-A task is pure data: input/output sizes, the kind of problem (which fixes loss and metrics) and how
-to draw labelled samples. Everything else (ticket, model, data module) looks tasks up here, so adding
-a task means adding one entry.
+A task gives its input/output sizes, the kind of problem (which fixes loss and metrics), how to draw
+labelled samples and its ticket. The built-in task classes live with their tickets in
+:mod:`plantnseek.tickets`; :mod:`plantnseek.registry` turns a dataset string into a checked task.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -70,33 +69,24 @@ def sample_helix(rng: np.random.Generator, n: int, noise: float) -> tuple[np.nda
     return x, y + rng.normal(0.0, noise, size=(n, 3))
 
 
-@dataclass(frozen=True)
 class Task:
-    """Static description of one planted task."""
+    """Base class of a planted task (optional: any class with the same members works).
 
-    name: str
+    A task names its shapes and kind, draws labelled samples, and builds its ticket:
+
+    * ``d_in``, ``d_out``: input and output sizes (``d_out`` is the number of classes for classification);
+    * ``classification``: cross-entropy and accuracy if true, MSE and rescaled MSE otherwise;
+    * ``sample(rng, n, noise)``: ``n`` inputs ``[n, d_in]`` and labels, int classes ``[n]`` or float
+      targets ``[n, d_out]``, drawn only from ``rng`` so that the run's seed fixes them;
+    * ``ticket(depth)``: ``depth - 1`` pairs ``(weight [out, in], bias [out])`` computing the task with
+      ``depth`` layers (input and output included); zero entries are not part of the ticket.
+
+    Defaults given here: ``max_noise`` (None: any noise >= 0) and ``name`` (None: the dataset string
+    it was looked up by). The built-in tasks (``plantnseek.tickets``) are subclasses.
+    """
+
     d_in: int
     d_out: int
     classification: bool
-    sample: Callable[[np.random.Generator, int, float], tuple[np.ndarray, np.ndarray]]
-    max_noise: float | None  # circle noise is a probability
-
-    @property
-    def metric_name(self) -> str:
-        return "accuracy" if self.classification else "mse"
-
-
-TASKS: dict[str, Task] = {
-    "circle": Task("circle", 2, 4, True, sample_circle, 1.0),
-    "relu": Task("relu", 1, 1, False, sample_relu, None),
-    "helix": Task("helix", 1, 3, False, sample_helix, None),
-}
-
-
-def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        from plantnseek.errors import UsageError
-
-        raise UsageError(f"unknown dataset {name!r}; allowed: {', '.join(TASKS)}") from None
+    name: str | None = None
+    max_noise: float | None = None

@@ -7,12 +7,12 @@ import json
 from plantnseek.argparsing import CleanArgumentParser
 from plantnseek.data import PlantedDataModule
 from plantnseek.module import PlantedMLP, ticket_report
-from plantnseek.tasks import TASKS
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = CleanArgumentParser(prog="plantnseek ticket", description="Show the ticket planted in the MLP.")
-    p.add_argument("--dataset", default="circle", help=f"task: {', '.join(TASKS)} (default: circle)")
+    p.add_argument("--dataset", default="circle",
+                   help="circle, relu, helix, a module.Class task or run:<run dir or checkpoint> (default: circle)")
     p.add_argument("--depth", type=int, default=5, help="layers including input and output (default: 5)")
     p.add_argument("--width", type=int, default=50, help="hidden width (default: 50)")
     p.add_argument("--seed", type=int, default=1, help="seed of initialisation, planting and data (default: 1)")

@@ -1,4 +1,4 @@
-"""Ticket constructions: sparse ReLU networks that solve each task exactly (up to the knots).
+"""The built-in tasks and their tickets: sparse ReLU networks that solve each task exactly (up to the knots).
 
 Every ticket is a list of layers ``(weight[out, in], bias[out])`` in float64. The constructions follow
 the Plant 'n' Seek paper: a univariate function is a sum of ReLU hinges at evenly spaced knots
@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from plantnseek.errors import UsageError
-from plantnseek.tasks import CIRCLE_BOUNDS, CIRCLE_KNOTS, HELIX_FUNCS, HELIX_KNOTS
+from plantnseek.tasks import (CIRCLE_BOUNDS, CIRCLE_KNOTS, HELIX_FUNCS, HELIX_KNOTS, Task, sample_circle,
+                              sample_helix, sample_relu)
 
 Layer = tuple[np.ndarray, np.ndarray]
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -202,20 +202,43 @@ def circle_ticket(depth: int, n_knots: int = CIRCLE_KNOTS) -> list[Layer]:
     return layers
 
 
-def build_ticket(dataset: str, depth: int) -> list[Layer]:
-    """The ticket of ``dataset`` with ``depth`` layers (input and output included)."""
-    if depth < MIN_DEPTH:
-        raise UsageError(f"depth {depth} is too small; the minimum depth is {MIN_DEPTH} (input, hidden, output)")
-    if dataset == "circle":
-        return circle_ticket(depth)
-    if dataset == "relu":
-        return relu_ticket(depth)
-    if dataset == "helix":
-        return univariate_ticket(HELIX_FUNCS, depth, HELIX_KNOTS)
-    from plantnseek.tasks import get_task
+class Circle(Task):
+    """Four classes of rings r^2 < 0.2, 0.5, 0.7 in [-1, 1]^2; noise moves a label to the runner-up class."""
 
-    get_task(dataset)  # raises the unknown-dataset error
-    raise AssertionError(dataset)
+    d_in, d_out, classification, max_noise = 2, 4, True, 1.0
+
+    def sample(self, rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+        return sample_circle(rng, n, noise)
+
+    def ticket(self, depth: int) -> list[Layer]:
+        return circle_ticket(depth)
+
+
+class Relu(Task):
+    """y = max(0, x) on [-1, 1] with Gaussian noise of std ``noise``."""
+
+    d_in, d_out, classification = 1, 1, False
+
+    def sample(self, rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+        return sample_relu(rng, n, noise)
+
+    def ticket(self, depth: int) -> list[Layer]:
+        return relu_ticket(depth)
+
+
+class Helix(Task):
+    """A 3-D helix of x in [-1, 1] with Gaussian noise of std ``noise``."""
+
+    d_in, d_out, classification = 1, 3, False
+
+    def sample(self, rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+        return sample_helix(rng, n, noise)
+
+    def ticket(self, depth: int) -> list[Layer]:
+        return univariate_ticket(HELIX_FUNCS, depth, HELIX_KNOTS)
+
+
+BUILTIN_TASKS: dict[str, type[Task]] = {"circle": Circle, "relu": Relu, "helix": Helix}
 
 
 def min_width(ticket: list[Layer]) -> int:

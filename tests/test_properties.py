@@ -7,7 +7,8 @@ from plantnseek.callbacks import SCORERS, Pruning
 from plantnseek.data import PlantedDataModule
 from plantnseek.errors import UsageError
 from plantnseek.module import PlantedMLP
-from plantnseek.tickets import build_ticket, min_width
+from plantnseek.registry import get_task
+from plantnseek.tickets import min_width
 
 settings.register_profile("plantnseek", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -18,7 +19,7 @@ settings.load_profile("plantnseek")
 def setups(draw):
     dataset = draw(st.sampled_from(["circle", "relu", "helix"]))
     depth = draw(st.integers(3, 6))
-    width = min_width(build_ticket(dataset, depth)) + draw(st.integers(0, 6))
+    width = min_width(get_task(dataset).ticket(depth)) + draw(st.integers(0, 6))
     return {
         "dataset": dataset, "depth": depth, "width": width, "seed": draw(st.integers(0, 1000)),
         "pruner": draw(st.sampled_from(list(SCORERS))),

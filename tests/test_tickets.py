@@ -5,8 +5,12 @@ import torch
 from plantnseek.errors import UsageError
 from plantnseek.module import PlantedMLP, plant_network
 from plantnseek.planting import ticket_forward
-from plantnseek.tasks import TASKS
-from plantnseek.tickets import build_ticket, min_width
+from plantnseek.registry import get_task
+from plantnseek.tickets import BUILTIN_TASKS, min_width
+
+
+def build_ticket(dataset, depth):
+    return get_task(dataset).ticket(depth)
 
 
 # Non-zero ticket weights / all weights, as the reference program reports them (shared/reference).
@@ -56,14 +60,14 @@ def test_depth_below_three_is_refused():
         build_ticket("circle", 2)
 
 
-@pytest.mark.parametrize("dataset", list(TASKS))
+@pytest.mark.parametrize("dataset", list(BUILTIN_TASKS))
 @pytest.mark.parametrize("depth", [3, 4, 5, 7])
 def test_masked_network_is_ticket_times_scale(dataset, depth):
     """The ticket alone inside the planted network computes the constructed ticket exactly (float64)."""
     ticket = build_ticket(dataset, depth)
     net = plant_network(dataset, depth, max(min_width(ticket), 8) + 5, seed=3)
-    x = np.random.default_rng(0).uniform(-1, 1, size=(200, TASKS[dataset].d_in))
-    expected = ticket_forward(ticket, np.ones(TASKS[dataset].d_out), x)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(200, get_task(dataset).d_in))
+    expected = ticket_forward(ticket, np.ones(get_task(dataset).d_out), x)
     np.testing.assert_allclose(ticket_forward(net.ticket, net.scale, x), expected, rtol=1e-9, atol=1e-9)
     assert np.all(net.scale > 0)
     # planted values are the network's initial values on the ticket
