@@ -94,6 +94,7 @@ class EdgePopup(Scorer):
             raise UsageError(f"edge-popup anneal {anneal!r} is invalid; allowed: true, false")
         self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
         self.score_init, self.anneal = score_init, anneal
+        self.epochs_trained = 0  # of the last call (0 when the density keeps everything)
 
     @property
     def name(self) -> str:
@@ -125,6 +126,9 @@ class EdgePopup(Scorer):
         selector = Selector(alive, ctx.scope)
         scores = torch.cat([s.reshape(-1) for s in self.initial_scores(ctx)]).requires_grad_(True)
         start = int(selector.alive.sum()) / selector.alive.numel()
+        if torch.equal(selector.hard(scores.detach().abs(), ctx.density).bool(), selector.alive):
+            self.epochs_trained = 0  # the density keeps every alive parameter: nothing to choose, nothing to train
+            return self.split(scores.detach().abs().double(), selector)
         mask_names = [f"{n}_mask" for n in ctx.names]
         opt = torch.optim.SGD([scores], lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs)
@@ -140,8 +144,12 @@ class EdgePopup(Scorer):
                 (scores.grad,) = torch.autograd.grad(ctx.loss(out, y_ep[i : i + bs]), [scores])
                 opt.step()
             sched.step()
-        magnitude = scores.detach().abs().double()
-        return [part.view(shape) for part, shape in zip(magnitude.split(selector.sizes), selector.shapes)]
+        self.epochs_trained = self.epochs
+        return self.split(scores.detach().abs().double(), selector)
+
+    @staticmethod
+    def split(flat: Tensor, selector: Selector) -> list[Tensor]:
+        return [part.view(shape) for part, shape in zip(flat.split(selector.sizes), selector.shapes)]
 
 
 class EdgePopupAnneal(EdgePopup):

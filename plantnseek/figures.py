@@ -192,7 +192,7 @@ def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
                     ax.set_yscale("log")
         column[0].set_title(task)
         column[-1].set_ylim(-0.02, 1.02)
-        column[-1].set_xlabel("kept fraction of parameters (density); dotted: ticket density")
+        column[-1].set_xlabel("kept fraction of parameters; dotted: the ticket's")
         column[-1].set_ylabel("ticket recall")
         if column[1].get_legend_handles_labels()[0]:
             column[1].legend(fontsize=7)
