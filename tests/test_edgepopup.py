@@ -1,4 +1,7 @@
 """Edge-popup: exact top-k with a straight-through gradient, frozen weights, determinism, all tasks, stacked."""
+import json
+import os
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -7,6 +10,7 @@ import torch.nn.functional as F
 from helpers import tiny
 from plantnseek.callbacks import EdgePopup, EdgePopupAnneal, Pruning, RunSummary, make_scorer
 from plantnseek.callbacks import edgepopup as ep
+from plantnseek.cli import main
 from plantnseek.errors import UsageError
 from plantnseek.masking import keep_count, select_by_threshold, topk_masks
 from plantnseek.stacked import fit_stacked
@@ -207,3 +211,36 @@ def test_stacked_edgepopup_equals_separate_runs(schedule, tmp_path):
             assert have[part].keys() == want[part].keys()
             for key, value in want[part].items():
                 assert have[part][key] == pytest.approx(value, rel=1e-4, abs=1e-6), (part, key)
+
+
+def test_main_and_fit_run_edgepopup_and_refuse_bad_options(in_tmp, capsys):
+    # main: the default 9,000 training samples, so density 1 (nothing to train) keeps this test quick
+    assert main(["main", "--dataset", "relu", "--depth", "4", "--width", "6", "--pruner", "edgepopup-anneal",
+                 "--sparsity", "1", "--post-epochs", "0", "--prune-bias", "true", "--result-dir", "r",
+                 "--exp-suffix", "ep"]) == 0
+    out = capsys.readouterr().out
+    s = json.loads((in_tmp / "r/ep/version_0/summary.json").read_text())
+    assert s["pruner"] == "edgepopup-anneal" and s["status"] == "completed" and s["final"] == s["pruned"]
+    assert "Post-Prune" in out and "after pruning" in out
+    (in_tmp / "ep.yaml").write_text("""
+data: {dataset: relu, n_samples: 600, prune_dataset_ratio: 5}
+model: {depth: 4, width: 6}
+trainer:
+  enable_progress_bar: false
+  callbacks:
+    - class_path: plantnseek.callbacks.Pruning
+      init_args:
+        pruner: {class_path: plantnseek.callbacks.EdgePopup, init_args: {epochs: 1, anneal: true}}
+        sparsity: 0.3
+        post_epochs: 0
+""")
+    assert main(["fit", "--config", "ep.yaml"]) == 0
+    assert json.loads((in_tmp / "lightning_logs/version_0/summary.json").read_text())["pruner"] == "edgepopup-anneal"
+    capsys.readouterr()
+    for flag, message in [("epochs 0", "edge-popup epochs 0 is invalid; it must be at least 1"),
+                          ("score_init zeros", "unknown edge-popup score_init 'zeros'; allowed: kaiming, magnitude")]:
+        key, value = flag.split()
+        assert main(["fit", "--config", "ep.yaml", f"--trainer.callbacks.init_args.pruner.init_args.{key}", value]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"plantnseek: error: {message}", err
+    assert sorted(os.listdir(in_tmp / "lightning_logs")) == ["version_0"]  # nothing written
