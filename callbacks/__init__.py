@@ -1,8 +1,9 @@
 """Lightning callbacks of plantnseek (installed as ``plantnseek.callbacks``)."""
 from plantnseek.callbacks.pruning import Pruning, make_scorer
 from plantnseek.callbacks.scorers import GraSP, Mag, Rand, SCORERS, Scorer, ScoringContext, SNIP, SynFlow, Ticket
+from plantnseek.callbacks.edgepopup import EdgePopup, EdgePopupAnneal
 from plantnseek.callbacks.pictures import Pictures
 from plantnseek.callbacks.summary import RunSummary
 
 __all__ = ["Pictures", "Pruning", "RunSummary", "Scorer", "ScoringContext", "SCORERS", "Rand", "Mag", "SNIP", "GraSP",
-           "SynFlow", "Ticket", "make_scorer"]
+           "SynFlow", "Ticket", "EdgePopup", "EdgePopupAnneal", "make_scorer"]

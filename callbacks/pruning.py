@@ -10,6 +10,10 @@ Schedule (one ``fit``; the callback sets the trainer's epoch count):
 
 Each pruning step runs ``prune_epochs`` scoring rounds (exponential or linear schedule towards the
 step's target) and keeps exactly ``round(density * n)`` parameters; pruned parameters stay pruned.
+
+Right after the last pruning step (after its rewind and, with ``reinitialize``, the fresh weights: the
+network that post-training starts from) the callback evaluates the test split once: ``pruned``, the
+strong-ticket metric (the network as pruned, before any further training).
 """
 from __future__ import annotations
 
@@ -72,13 +76,14 @@ class Pruning(Callback):
     """Prune the planted MLP at initialisation (singleshot) or iteratively with rewinding (multishot).
 
     Args:
-        pruner: ``rand``, ``mag``, ``snip``, ``grasp``, ``synflow``, ``ticket`` (oracle), a dotted path to
-            a :class:`Scorer` subclass, or a Scorer instance (``class_path`` in a config).
+        pruner: ``rand``, ``mag``, ``snip``, ``grasp``, ``synflow``, ``ticket`` (oracle), ``edgepopup``,
+            ``edgepopup-anneal``, a dotted path to a :class:`Scorer` subclass, or a Scorer instance
+            (``class_path`` and ``init_args`` in a config, e.g. edge-popup's options).
         sparsity: fraction of prunable parameters kept (0.1 keeps 10%); -1 keeps as many as the ticket has.
         compression: used when ``sparsity`` is None: keep ``10 ** -compression``.
         levels: 1 for singleshot; L > 1 for multishot with L prune-rewind levels.
         pre_epochs: training epochs before each pruning step.
-        post_epochs: training epochs after the last pruning step.
+        post_epochs: training epochs after the last pruning step (0: a pure strong-ticket search).
         prune_epochs: scoring rounds per pruning step.
         schedule: how the kept fraction falls over the rounds: ``exponential`` or ``linear``.
         scope: ``global`` (one ranking over all tensors) or ``local`` (each tensor keeps the fraction).
@@ -135,6 +140,7 @@ class Pruning(Callback):
         self.reset_pending = False
         self.events: list[dict[str, Any]] = []
         self.density: float | None = None
+        self.pruned: dict[str, float] | None = None  # test results right after the last pruning step
         self._initial: dict[str, Tensor] | None = None
         self._initial_optim: list[dict] | None = None
         self._initial_sched: list[dict] | None = None
@@ -202,8 +208,19 @@ class Pruning(Callback):
             if self.rewind:
                 self.rewind_weights(pl_module)
                 self.reset_pending = True
-            if self.levels_done == self.levels and self.reinitialize:
-                self._reinitialize(pl_module)
+            if self.levels_done == self.levels:
+                if self.reinitialize:
+                    self._reinitialize(pl_module)
+                self.record_pruned(trainer, pl_module)
+
+    def record_pruned(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Evaluate the network as the last pruning step left it (``pruned``; TensorBoard ``test_pruned/*``)."""
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "test_dataloader"):
+            return
+        self.pruned = pl_module.evaluate(datamodule.test_dataloader())
+        for logger in trainer.loggers:
+            logger.log_metrics({f"test_pruned/{k}": v for k, v in self.pruned.items()}, step=0)
 
     def _reset_if_pending(self, trainer: pl.Trainer) -> None:
         """Reset optimizer and lr schedule at the start of the next epoch (after Lightning's lr step)."""
@@ -253,7 +270,11 @@ class Pruning(Callback):
         ticket = {f"layers.{i}.weight": m for i, m in enumerate(pl_module.ticket.weight_masks())}
         ticket.update({f"layers.{i}.bias": m for i, m in enumerate(pl_module.ticket.bias_masks())})
         seed = pl_module.hparams.seed
-        batches = None
+        batches, train, batch_size = None, None, 64
+        if self.scorer.uses_train:
+            if datamodule is None or not hasattr(datamodule, "split"):
+                raise UsageError(f"pruner {self.scorer.name!r} trains on data: use a plantnseek.PlantedDataModule")
+            train, batch_size = datamodule.split("train"), int(datamodule.hparams.train_batch_size)
         if self.scorer.uses_data:
             if datamodule is None or not hasattr(datamodule, "prune_dataloader"):
                 raise UsageError(f"pruner {self.scorer.name!r} needs data: use a plantnseek.PlantedDataModule")
@@ -267,7 +288,8 @@ class Pruning(Callback):
                     net=pl_module.net, names=names, params=[p for _, p, _ in params],
                     masks=[m for _, _, m in params], batches=batches if batches is not None else [],
                     loss=pl_module.loss, generator=torch_generator(seed, STREAM_SCORE, level, r),
-                    ticket_masks=[ticket[n] for n in names],
+                    ticket_masks=[ticket[n] for n in names], train=train, batch_size=batch_size,
+                    density=density, scope=self.scope,
                 )
                 with torch.enable_grad():
                     scores = self.scorer.score(ctx)
@@ -372,7 +394,7 @@ class Pruning(Callback):
             "levels_done": self.levels_done, "reset_pending": self.reset_pending, "events": self.events,
             "initial": self._initial, "initial_optim": self._initial_optim, "initial_sched": self._initial_sched,
             # what the summary's score statistics and the score pictures are drawn from
-            "last_scores": self.last_scores, "score_log": self.score_log,
+            "last_scores": self.last_scores, "score_log": self.score_log, "pruned": self.pruned,
         }
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
@@ -393,3 +415,4 @@ class Pruning(Callback):
         self._initial_sched = state_dict["initial_sched"]
         self.last_scores = dict(state_dict.get("last_scores", {}))
         self.score_log = list(state_dict.get("score_log", []))
+        self.pruned = state_dict.get("pruned")

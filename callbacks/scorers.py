@@ -3,7 +3,8 @@
 Write your own by subclassing :class:`Scorer` and implementing :meth:`Scorer.score`; the pruning
 callback does the rest (schedules, exact top-k masking, recovery metrics, summaries, sweeps). Every
 scorer gets the same :class:`ScoringContext`, with the network, its prunable parameters and masks, the
-pruning subset, the task's loss and a seeded generator.
+pruning subset, the task's loss and a seeded generator; scorers that train (edge-popup) also get the
+training split, its batch size, and the density and scope the step masks to.
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class ScoringContext:
         loss: the task's loss ``loss(output, y)``.
         generator: seeded random generator (use it for any randomness so runs are reproducible).
         ticket_masks: the planted ticket's masks (bool), aligned with ``names``; for oracles and analysis.
+        train: the training split ``(x, y)``, for scorers with ``uses_train`` (else None).
+        batch_size: the data module's training batch size.
+        density: the kept fraction this scoring round masks to (of all prunable parameters).
+        scope: ``global`` or ``local``: how the callback ranks the scores into the mask.
     """
 
     net: nn.Module
@@ -40,6 +45,10 @@ class ScoringContext:
     loss: Callable[[Tensor, Tensor], Tensor]
     generator: torch.Generator
     ticket_masks: list[Tensor]
+    train: tuple[Tensor, Tensor] | None = None
+    batch_size: int = 64
+    density: float = 1.0
+    scope: str = "global"
 
     def call(self, tensors: dict[str, Tensor], x: Tensor) -> Tensor:
         """``net(x)`` with some parameters or masks replaced by ``tensors`` (keyed by state-dict name)."""
@@ -51,6 +60,8 @@ class Scorer:
 
     #: whether the scorer reads the pruning subset (SynFlow, magnitude and random do not)
     uses_data: bool = True
+    #: whether the scorer trains on the training split (``ctx.train``; edge-popup)
+    uses_train: bool = False
 
     def score(self, ctx: ScoringContext) -> list[Tensor]:
         """One score tensor per prunable parameter (same shape), higher = keep."""

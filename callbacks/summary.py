@@ -88,6 +88,9 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
     flops = sum(r["flops"] for r in layers)
     history = module.history
     final = {k[len("test_"):]: v for k, v in history[-1].items() if k.startswith("test_")} if history else {}
+    pruned = pruning.pruned if pruning else None
+    if pruned is not None and pruning.post_epochs == 0:
+        final = dict(pruned)  # nothing trained after the last pruning step: the run ends with the pruned network
     return {
         "status": status,
         "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
@@ -105,6 +108,7 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
                      "layers": rec["layers"]},
         "primary_metric": module.primary_metric,
         "initial": initial,
+        "pruned": pruned,
         "final": final,
         "epochs": epochs,
         "history": history,
@@ -131,6 +135,7 @@ def one_line(s: dict[str, Any]) -> str:
     t, rec = s["ticket"], s["recovery"]
     parts = [f"{s['dataset']} d{s['depth']} w{s['width']} seed {s['seed']}",
              f"{s['pruner'] or 'dense'}: test {name} {final:.4g}" if final is not None else "not trained",
+             *([f"after pruning {s['pruned'][name]:.4g}"] if s.get("pruned") else []),
              f"kept {s['param_kept']}/{s['param_prunable']} prunable ({s['param_sparsity']:.4f})",
              f"ticket alone {t['metric_name']} {t['metric']:.4g} at sparsity {t['sparsity']:.4f}",
              f"recall {rec['recall']:.3f} precision {rec['precision']:.3f}" + (" COLLAPSED" if rec["collapsed"] else "")]

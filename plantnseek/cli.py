@@ -153,6 +153,19 @@ def one_line(message: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+def union_reason(message: str) -> str | None:
+    """The actual complaint in jsonargparse's "does not validate against any of the Union subtypes" text."""
+    if "Does not validate against any of the Union subtypes" not in message:
+        return None
+    lines = message.splitlines()
+    for line, following in zip(lines, lines[1:]):  # the sibling of "Expected a <class 'str'>": the class's own error
+        indent = len(line) - len(line.lstrip())
+        if (line.strip().startswith("- Expected a") and following.startswith(" " * indent + "- ")
+                and not following.strip().startswith(("- Expected a", "- Does not validate", "- Not a valid"))):
+            return following.strip()[2:]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -190,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         if failure is not None:
             print(f"plantnseek: run failed: {failure} (status recorded in summary.json)", file=sys.stderr)
             return 1
+        reason = union_reason(str(e))
+        if reason:  # e.g. a scorer's own check of its init_args, reported by jsonargparse as text only
+            print(f"plantnseek: error: {reason}", file=sys.stderr)
+            return 2
         if type(e).__name__ == "MisconfigurationException":  # Lightning's word for a bad trainer setting
             print(f"plantnseek: error: trainer: {one_line(str(e))}", file=sys.stderr)
             return 2

@@ -198,23 +198,28 @@ def score_histogram_figure(scores: dict[str, torch.Tensor], masks: dict[str, tor
     return fig
 
 
+ROWS = (("pruned_metric", "after pruning (strong ticket)"), ("final_metric", "after training (weak ticket)"),
+        ("recall", "ticket recall"))
+
+
 def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
-    """One column per task. Top: final metric vs kept fraction (log x), a line per pruner (mean, min-max
-    band over seeds), the ticket's metric dashed and its density as a vertical line. Bottom: ticket recall."""
+    """One column per task, against the kept fraction (log x), a line per pruner (mean, min-max band over
+    seeds). Rows: the test metric right after pruning (strong ticket), the final test metric after
+    training (weak ticket), ticket recall. The ticket's own metric is dashed, its density dotted."""
     done = [r for r in rows if r.get("status") == "completed"]
     tasks = sorted({r["dataset"] for r in done}) or ["(no completed runs)"]
-    fig, axes = plt.subplots(2, len(tasks), figsize=(4.6 * len(tasks), 7), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(len(ROWS), len(tasks), figsize=(4.6 * len(tasks), 10), squeeze=False, sharex="col")
     for col, task in enumerate(tasks):
         sel = [r for r in done if r["dataset"] == task]
-        top, bottom = axes[0, col], axes[1, col]
+        column = axes[:, col]
         lines: dict[str, dict[float, list[dict]]] = {}
         for r in sel:
             lines.setdefault(r["label"], {}).setdefault(float(r["sparsity_target"]), []).append(r)
         for i, (label, points) in enumerate(sorted(lines.items())):
             xs = sorted(points)
             dens = [np.mean([p["param_sparsity"] for p in points[x]]) for x in xs]
-            for ax, key in ((top, "final_metric"), (bottom, "recall")):
-                vals = [[p[key] for p in points[x] if p[key] is not None] for x in xs]
+            for ax, (key, _) in zip(column, ROWS):
+                vals = [[p[key] for p in points[x] if p.get(key) is not None] for x in xs]
                 keep = [j for j, v in enumerate(vals) if v]
                 if not keep:
                     continue
@@ -222,29 +227,29 @@ def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
                 mean = [np.mean(vals[j]) for j in keep]
                 ax.plot(d, mean, marker="o", ms=3, color=f"C{i}", label=label)
                 ax.fill_between(d, [min(vals[j]) for j in keep], [max(vals[j]) for j in keep], color=f"C{i}", alpha=0.15)
+        metric_name = sel[0]["metric_name"] if sel else "metric"
         if sel:
             t_metric = np.mean([r["ticket_metric"] for r in sel])
             t_density = np.mean([r["ticket_sparsity"] for r in sel])
-            top.axhline(t_metric, color="black", ls="--", lw=1, label="ticket alone")
-            for ax in (top, bottom):
+            for ax in column[:2]:
+                ax.axhline(t_metric, color="black", ls="--", lw=1, label="ticket alone")
+            for ax in column:
                 ax.axvline(t_density, color="gray", ls=":", lw=1)
-            metric_name = sel[0]["metric_name"]
-        else:
-            metric_name = "metric"
-        for ax in (top, bottom):
+        for ax, (key, title) in zip(column, ROWS):
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.grid(alpha=0.3, which="major")
-        top.set_title(task)
-        top.set_ylabel(f"final test {metric_name}")
-        if metric_name != "accuracy":
-            top.set_yscale("log")
-        bottom.set_ylim(-0.02, 1.02)
-        bottom.set_xlabel("kept fraction of parameters (density); dotted: ticket density")
-        bottom.set_ylabel("ticket recall")
-        if top.get_legend_handles_labels()[0]:
-            top.legend(fontsize=7)
+            if key != "recall":
+                ax.set_ylabel(f"{title}\ntest {metric_name}", fontsize=9)
+                if metric_name != "accuracy":
+                    ax.set_yscale("log")
+        column[0].set_title(task)
+        column[-1].set_ylim(-0.02, 1.02)
+        column[-1].set_xlabel("kept fraction of parameters; dotted: the ticket's")
+        column[-1].set_ylabel("ticket recall")
+        if column[1].get_legend_handles_labels()[0]:
+            column[1].legend(fontsize=7)
     fig.suptitle("Can pruning find the winning ticket?")
     fig.tight_layout()
     return fig

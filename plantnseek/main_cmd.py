@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-drop-rate", type=float, default=0.1)
     t.add_argument("--weight-decay", type=float, default=0.0)
     q = p.add_argument_group("pruning")
-    q.add_argument("--pruner", default="rand", help="rand, mag, snip, grasp, synflow, ticket or module.Class")
+    q.add_argument("--pruner", default="rand", help="rand, mag, snip, grasp, synflow, ticket, edgepopup, edgepopup-anneal or module.Class")
     q.add_argument("--compression", type=float, default=1.0, help="keep 10^-c when --sparsity is not given")
     q.add_argument("--prune-epochs", type=int, default=1)
     q.add_argument("--compression-schedule", default="exponential", help="exponential or linear")

@@ -66,6 +66,21 @@ def topk_masks(scores: Sequence[Tensor], masks: Sequence[Tensor], density: float
     raise UsageError(f"unknown scope {scope!r}; allowed: global, local")
 
 
+def select_by_threshold(flat_scores: Tensor, alive: Tensor, k: int) -> Tensor:
+    """The same selection as :func:`topk_masks` (top ``k`` alive scores, ties to the lower index), found
+    through the k-th largest value instead of a full sort: several times faster, for scorers that mask
+    at every training step (edge-popup)."""
+    scores = torch.where(alive, flat_scores, torch.full_like(flat_scores, float("-inf")))
+    scores = torch.nan_to_num(scores, nan=float("-inf"))
+    k = min(k, int(alive.sum()))
+    if k == 0:
+        return torch.zeros_like(alive)
+    threshold = torch.kthvalue(scores, scores.numel() - k + 1).values
+    above = scores > threshold
+    ties = scores == threshold
+    return above | (ties & (torch.cumsum(ties, 0) <= k - int(above.sum())))
+
+
 def schedule_densities(density: float, rounds: int, schedule: str) -> list[float]:
     """Kept fraction after each of ``rounds`` scoring rounds, ending at ``density``."""
     if schedule == "exponential":

@@ -25,7 +25,9 @@ def print_report(s: dict[str, Any]) -> None:
     print("Train results:")
     rows = [("Init.", s.get("initial"))]
     events = s.get("prune_events") or []
-    if events and "test_after_prune" in events[-1]:
+    if s.get("pruned"):  # right after the last pruning step (multishot: after the rewind): the strong ticket
+        rows.append(("Post-Prune", s["pruned"]))
+    elif events and "test_after_prune" in events[-1]:
         rows.append(("Post-Prune", events[-1]["test_after_prune"]))
     rows.append(("Final", s.get("final")))
     for label, row in rows:

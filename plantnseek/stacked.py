@@ -226,6 +226,12 @@ class StackedPruning(Pruning):
         self.events.append({"level": level + 1})
         return self.events[-1]
 
+    def record_pruned(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Each run's ``pruned`` results: its own module, as the last pruning step (and rewind) left it."""
+        pl_module.sync_members()
+        for p, m, dm in zip(self.prunings, pl_module.members, self.datamodules):
+            p.pruned = m.evaluate(dm.test_dataloader())
+
     @torch.no_grad()
     def _reinitialize(self, pl_module: pl.LightningModule) -> None:
         for r, (p, m) in enumerate(zip(self.prunings, pl_module.members)):
@@ -253,6 +259,8 @@ def log_history(directory: str, summary: dict[str, Any]) -> None:
                     writer.add_scalar("train/loss", v, step)
                 elif k.startswith("test_"):
                     writer.add_scalar(f"test/{k[5:]}", v, step)
+        for k, v in (summary.get("pruned") or {}).items():
+            writer.add_scalar(f"test_pruned/{k}", v, 0)
         for i, event in enumerate(summary["prune_events"], start=1):
             writer.add_scalar("prune/density", event["density"], i)
             writer.add_scalar("prune/recall", event["recovery"]["recall"], i)

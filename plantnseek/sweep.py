@@ -36,8 +36,8 @@ from plantnseek.sweep_store import (OutLock, atomic_write, check_out, current, i
                                     resume_command, run_dir, todo_report)
 
 CSV_FIELDS = ["status", "param_sparsity", "param_kept", "param_prunable", "flop_sparsity", "metric_name",
-              "final_metric", "final_loss", "ticket_metric", "ticket_sparsity", "recall", "precision", "collapsed",
-              "seconds", "run_dir", "error"]
+              "pruned_metric", "final_metric", "final_loss", "ticket_metric", "ticket_sparsity", "recall", "precision",
+              "collapsed", "seconds", "run_dir", "error"]
 
 
 class SweepInterrupted(Exception):
@@ -60,6 +60,7 @@ def result_row(out: str, spec: RunSpec, seconds: float | None = None) -> dict[st
             "param_sparsity": s["param_sparsity"], "param_kept": s["param_kept"], "param_prunable": s["param_prunable"],
             "flop_sparsity": s["flop_sparsity"], "sparsity_target": s["sparsity_target"],
             "metric_name": s["primary_metric"], "final_metric": final.get(s["primary_metric"]),
+            "pruned_metric": (s.get("pruned") or {}).get(s["primary_metric"]),
             "final_loss": final.get("loss"), "ticket_metric": s["ticket"]["metric"],
             "ticket_sparsity": s["ticket"]["sparsity"], "recall": s["recovery"]["recall"],
             "precision": s["recovery"]["precision"], "collapsed": s["recovery"]["collapsed"],
