@@ -20,18 +20,28 @@ def draw_run_pictures(out: str, module: pl.LightningModule, x, y, pruning=None, 
     masks = [layer.weight_mask for layer in module.net.layers]
     figures.save(figures.mask_figure(masks, module.ticket.weight_masks()), os.path.join(out, "masks.png"),
                  loggers, "pictures/masks", step)
+    ticket = {f"layers.{i}.weight": m for i, m in enumerate(module.ticket.weight_masks())}
+    ticket.update({f"layers.{i}.bias": m for i, m in enumerate(module.ticket.bias_masks())})
     for entry in pruning.score_log if pruning else []:
         title = f"{pruning.scorer.name} scores, pruning step {entry['level']}"
-        fig = figures.score_histogram_figure(entry["scores"], entry["masks"], title)
+        fig = figures.score_histogram_figure(entry["scores"], entry["masks"], title, ticket)
         figures.save(fig, os.path.join(out, f"scores_level{entry['level']}.png"), loggers, "pictures/scores",
                      entry["level"])
 
 
 class Pictures(Callback):
-    """Draws the run's pictures when ``fit`` ends (a second or so; turn off for large sweeps)."""
+    """Draws each run's pictures when ``fit`` ends (a second or so per run; turn off for large sweeps).
+
+    ``directories`` are the runs' directories (default: the trainer's log directory, for a single run).
+    """
+
+    def __init__(self, directories: list[str] | None = None) -> None:
+        self.directories = directories
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from plantnseek.callbacks.summary import find_pruning, run_dir
+        from plantnseek.callbacks.summary import pruning_of, run_dir
 
-        draw_run_pictures(run_dir(trainer), pl_module, *trainer.datamodule.split("test"), find_pruning(trainer),
-                          trainer.loggers, trainer.global_step)
+        for r, run in enumerate(pl_module.runs):
+            directory = self.directories[r] if self.directories else run_dir(trainer)
+            draw_run_pictures(directory, run, *trainer.datamodule.member(r).split("test"), pruning_of(trainer, r),
+                              pl_module.loggers_of(r), trainer.global_step)

@@ -247,40 +247,6 @@ def quiet_worker() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def execute(spec: RunSpec, out: str) -> dict[str, Any]:
-    """Train one run of the grid in this process; never raises (a failure is recorded in summary.json)."""
-    quiet_worker()
-    start = time.perf_counter()
-    directory = run_dir(out, spec)
-    write_run_config(directory, spec)
-    try:
-        import pytorch_lightning as pl
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        from plantnseek.callbacks import Pictures, Pruning, RunSummary
-        from plantnseek.data import PlantedDataModule
-        from plantnseek.module import PlantedMLP
-
-        dm = PlantedDataModule(**spec.data, seed=spec.seed)
-        model = PlantedMLP(dataset=dm.dataset, seed=spec.seed, **spec.model)
-        callbacks: list[Any] = []
-        if spec.pruning is not None:
-            callbacks.append(Pruning(**spec.pruning))
-        callbacks.append(RunSummary(verbose=False))
-        if spec.pictures:
-            callbacks.append(Pictures())
-        trainer_kw = {"max_epochs": 10, **spec.trainer}
-        if spec.pruning is not None:
-            trainer_kw["max_epochs"] = callbacks[0].total_epochs
-        trainer = pl.Trainer(accelerator="cpu", devices=1, logger=TensorBoardLogger(out, name="runs", version=spec.name),
-                             callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False,
-                             enable_checkpointing=False, num_sanity_val_steps=0, **trainer_kw)
-        trainer.fit(model, datamodule=dm)
-    except BaseException as e:  # noqa: BLE001 - recorded, the sweep goes on
-        record_failure(directory, spec, e)
-    return result_row(out, spec, time.perf_counter() - start)
-
-
 def stack_key(spec: RunSpec) -> str:
     """Runs with equal keys can train as one stacked model (they differ in seed and pruning only)."""
     schedule = {k: (spec.pruning or {}).get(k) for k in ("levels", "pre_epochs", "post_epochs", "rewind")}
@@ -304,38 +270,61 @@ def plan(todo: list[RunSpec], workers: int, max_stack: int) -> list[list[RunSpec
     return sorted(batches, key=len, reverse=True)
 
 
+def fit_runs(specs: list[RunSpec], out: str) -> None:
+    """Train stackable runs as one model (a single run is a stack of one), with the same callbacks as ``fit``.
+
+    Each run writes into its own directory what a ``fit`` run writes: TensorBoard scalars, images and
+    HParams, pictures and ``summary.json``; sweep runs write no checkpoints.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from plantnseek.callbacks import Pictures, Pruning, RunSummary
+    from plantnseek.data import PlantedDataModule, StackedData
+    from plantnseek.module import PlantedMLP
+    from plantnseek.stacked import StackedPruning
+
+    first = specs[0]
+    dms = [PlantedDataModule(**s.data, seed=s.seed) for s in specs]
+    model = PlantedMLP(dataset=dms[0].dataset, seed=[s.seed for s in specs], **first.model)
+    directories = [run_dir(out, s) for s in specs]
+    loggers = [TensorBoardLogger(out, name="runs", version=s.name, default_hp_metric=False) for s in specs]
+    model.run_loggers = [[logger] for logger in loggers]
+    callbacks: list[Any] = []
+    trainer_kw = {"max_epochs": 10, **first.trainer}
+    if first.pruning is not None:
+        callbacks.append(StackedPruning([Pruning(**s.pruning) for s in specs]))
+        trainer_kw["max_epochs"] = callbacks[0].total_epochs
+    callbacks.append(RunSummary(verbose=False, directories=directories))
+    if first.pictures:
+        callbacks.append(Pictures(directories=directories))
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=callbacks, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, **trainer_kw)
+    try:
+        trainer.fit(model, datamodule=StackedData(dms))
+    finally:
+        for logger in loggers:
+            logger.finalize("success")
+
+
 def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
-    """Train a batch of stackable runs as one stacked model; on any failure, run them one by one."""
-    if len(specs) == 1:
-        return [execute(specs[0], out)]
+    """Train a batch of stackable runs (one run is a batch of one); never raises.
+
+    If a stack fails, its runs are trained one by one, so one bad run cannot sink the others; a single
+    run's failure is recorded in its summary.json.
+    """
     quiet_worker()
     start = time.perf_counter()
+    for spec in specs:
+        write_run_config(run_dir(out, spec), spec)
     try:
-        from plantnseek.callbacks import Pruning
-        from plantnseek.callbacks.pictures import draw_run_pictures
-        from plantnseek.callbacks.summary import write_summary
-        from plantnseek.data import PlantedDataModule
-        from plantnseek.module import PlantedMLP
-        from plantnseek.stacked import fit_stacked, log_history
-
-        dms = [PlantedDataModule(**s.data, seed=s.seed) for s in specs]
-        members = [PlantedMLP(dataset=dm.dataset, seed=s.seed, **s.model) for s, dm in zip(specs, dms)]
-        prunings = [Pruning(**s.pruning) for s in specs] if specs[0].pruning is not None else None
-        summaries = fit_stacked(members, dms, prunings, specs[0].trainer)
-    except BaseException:  # noqa: BLE001 - isolate the failing run(s)
-        return [execute(s, out) for s in specs]
+        fit_runs(specs, out)
+    except BaseException as e:  # noqa: BLE001 - recorded, the sweep goes on
+        if len(specs) > 1:
+            return [row for spec in specs for row in execute_batch([spec], out)]
+        record_failure(run_dir(out, specs[0]), specs[0], e)
     seconds = (time.perf_counter() - start) / len(specs)
-    rows = []
-    for i, (spec, summary) in enumerate(zip(specs, summaries)):
-        directory = run_dir(out, spec)
-        write_run_config(directory, spec)
-        summary["stacked_runs"] = len(specs)
-        write_summary(directory, summary)
-        log_history(directory, summary)
-        if spec.pictures:
-            draw_run_pictures(directory, members[i], *dms[i].split("test"), prunings[i] if prunings else None)
-        rows.append(result_row(out, spec, seconds))
-    return rows
+    return [result_row(out, spec, seconds) for spec in specs]
 
 
 def write_run_config(directory: str, spec: RunSpec) -> None:
