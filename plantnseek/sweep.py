@@ -142,6 +142,19 @@ def check_keys(run: dict[str, Any]) -> None:
             raise UsageError(f"unknown {section} key {unknown[0]!r}; allowed: {', '.join(sorted(allowed_keys(section)))}")
 
 
+PREFIXES = {"seed": "seed", "depth": "d", "width": "w", "levels": "L"}
+
+
+def run_name(values: dict[str, Any]) -> str:
+    """A run's folder under ``runs/``, and its TensorBoard name: its grid values as path components,
+    e.g. ``circle/synflow/ticket/seed1`` (other axes as ``model.lr=0.01``)."""
+    parts = []
+    for axis, value in values.items():
+        text = f"{PREFIXES[axis]}{value}" if axis in PREFIXES else str(value) if axis in AXES else f"{axis}={value}"
+        parts.append(re.sub(r"[^A-Za-z0-9=,._-]", "_", text))
+    return "/".join(parts)
+
+
 def expand(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None) -> list[RunSpec]:
     """Every combination of the grid axes as a RunSpec (validated, before anything runs)."""
     grid = dict(config.get("grid") or {})
@@ -172,8 +185,7 @@ def expand(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None
                 if section == "pruning" and run["pruning"] is None:
                     run["pruning"] = {}
                 run[section][key] = value
-        name = ",".join(f"{a}={v}" for a, v in values.items())
-        specs.append(RunSpec(name=re.sub(r"[^A-Za-z0-9=,._-]", "_", name), values=values,
+        specs.append(RunSpec(name=run_name(values), values=values,
                              pictures=bool(config.get("pictures", True)), stack=bool(config.get("stack", True)),
                              **run))
     validate(specs)
@@ -495,31 +507,26 @@ def run(argv: list[str]) -> dict[str, Any]:
     batches = plan(todo, args.workers, args.max_stack)
     print(f"sweep {name}: {len(specs)} runs, {len(specs) - len(todo)} already done, {len(todo)} to run "
           f"in {len(batches)} batch(es) with {args.workers} worker(s) -> {out}")
-    from tqdm import tqdm
+    from plantnseek.sweep_report import Progress, summary_table
 
-    failed = 0
     start = time.perf_counter()
-    with tqdm(total=len(todo), unit="run", desc="sweep", dynamic_ncols=True) as bar:
-        def progress(row: dict[str, Any]) -> None:
-            nonlocal failed
-            if row.get("status") != "completed":
-                failed += 1
-                bar.write(f"failed: {row.get('run_dir', '?')}: {row.get('error', '')}")
-            bar.set_postfix(failed=failed)
-            bar.update(1)
-
+    progress = Progress(len(todo))
+    try:
         if todo:
-            (run_submitit if args.executor == "submitit" else run_local)(batches, out, args.workers, progress)
+            (run_submitit if args.executor == "submitit" else run_local)(batches, out, args.workers, progress.update)
+    finally:
+        progress.close()
     rows = [result_row(out, s) for s in specs]
     axes = list(specs[0].values)
     csv_path = write_results(out, rows, axes)
     fig_path = draw(out, rows)
     done = sum(r["status"] == "completed" for r in rows)
-    print(f"{done}/{len(rows)} runs completed, {len(rows) - done} failed, {time.perf_counter() - start:.1f} s")
+    print(summary_table(rows))
     if done < len(rows):
         print(f"failed runs are listed with their error in {csv_path} (status, error); running the sweep again "
               f"retries them", file=sys.stderr)
-    print(f"results: {csv_path}\nfigure:  {fig_path}")
+    print(f"results: {csv_path}\nfigure:  {fig_path}\nTensorBoard: tensorboard --logdir {out}")
+    print(f"{done}/{len(rows)} runs completed, {len(rows) - done} failed, {time.perf_counter() - start:.1f} s")
     return {"out": out, "rows": rows, "failed": len(rows) - done}
 
 
