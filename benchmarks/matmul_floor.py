@@ -32,16 +32,15 @@ def stacked_epoch(runs: int) -> tuple[float, float]:
     """(seconds, GFLOP) of one training epoch of ``runs`` stacked paper-grid runs (no pruning)."""
     import pytorch_lightning as pl
 
-    from plantnseek.data import PlantedDataModule
+    from plantnseek.data import PlantedDataModule, StackedData
     from plantnseek.module import PlantedMLP
-    from plantnseek.stacked import StackedData, StackedRuns
 
     dms = [PlantedDataModule(dataset="circle", train_batch_size=32, seed=s) for s in range(1, runs + 1)]
-    module = StackedRuns([PlantedMLP(dataset="circle", depth=5, width=100, seed=s) for s in range(1, runs + 1)])
+    module = PlantedMLP(dataset="circle", depth=5, width=100, seed=list(range(1, runs + 1)))
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, max_epochs=1, limit_val_batches=0)
     n_train = dms[0].n_train
-    widths = module.net.widths
+    widths = module.stack.widths
     macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     gflop = 6 * macs * n_train * runs / 1e9
     start = time.perf_counter()

@@ -23,21 +23,24 @@ def draw_run_pictures(out: str, module: pl.LightningModule, x, y, pruning=None, 
     _draw_masks_and_scores(out, *_mask_and_score_inputs(module, pruning), loggers=loggers, step=step)
 
 
-def _mask_and_score_inputs(module: pl.LightningModule, pruning: Any) -> tuple[list, list, list, str]:
+def _mask_and_score_inputs(module: Any, pruning: Any) -> tuple[list, list, list, str, dict]:
+    """What masks.png and the score histograms are drawn from (copies: a helper process may draw them)."""
     masks = [layer.weight_mask.detach().clone() for layer in module.net.layers]
     ticket = [m.clone() for m in module.ticket.weight_masks()]
+    params = {f"layers.{i}.weight": m for i, m in enumerate(ticket)}
+    params.update({f"layers.{i}.bias": m.clone() for i, m in enumerate(module.ticket.bias_masks())})
     log = list(pruning.score_log) if pruning else []
-    return masks, ticket, log, pruning.scorer.name if pruning else ""
+    return masks, ticket, log, pruning.scorer.name if pruning else "", params
 
 
-def _draw_masks_and_scores(out: str, masks: list, ticket: list, score_log: list, scorer: str,
+def _draw_masks_and_scores(out: str, masks: list, ticket: list, score_log: list, scorer: str, ticket_params: dict,
                            loggers=(), step: int = 0) -> None:
     from plantnseek import figures
 
     figures.save(figures.mask_figure(masks, ticket), os.path.join(out, "masks.png"), loggers, "pictures/masks", step)
-    for entry in score_log:
+    for entry in score_log:  # the ticket's parameters marked in the same colours as in masks.png
         fig = figures.score_histogram_figure(entry["scores"], entry["masks"],
-                                             f"{scorer} scores, pruning step {entry['level']}")
+                                             f"{scorer} scores, pruning step {entry['level']}", ticket_params)
         figures.save(fig, os.path.join(out, f"scores_level{entry['level']}.png"), loggers, "pictures/scores",
                      entry["level"])
 
@@ -72,12 +75,16 @@ class Pictures(Callback):
     process draws them on another core while training goes on; the task figure needs the trained
     network and is drawn when fit ends. If the helper cannot start or fails, everything is drawn inline.
 
+    A stack of runs (a sweep batch) draws each run's pictures into its own directory, inline at fit end.
+
     Args:
         helper: draw masks and score histograms in the helper process (False: all inline at fit end).
+        directories: the runs' directories (default: the trainer's log directory, for a single run).
     """
 
-    def __init__(self, helper: bool = True) -> None:
+    def __init__(self, helper: bool = True, directories: list[str] | None = None) -> None:
         self.helper = helper
+        self.directories = directories
         self._helper: Any = None
         self._out: str | None = None
 
@@ -85,6 +92,8 @@ class Pictures(Callback):
         from plantnseek.callbacks.summary import find_pruning, run_dir
 
         pruning = find_pruning(trainer)
+        if self.directories is not None or len(pl_module.runs) != 1:
+            return
         if self._helper is not None or (pruning is not None and pruning.levels_done < pruning.levels):
             return
         if not self.helper or "fork" not in multiprocessing.get_all_start_methods():
@@ -107,8 +116,14 @@ class Pictures(Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from plantnseek import figures
-        from plantnseek.callbacks.summary import find_pruning, run_dir
+        from plantnseek.callbacks.summary import find_pruning, pruning_of, run_dir
 
+        if self.directories is not None or len(pl_module.runs) != 1:
+            for r, run in enumerate(pl_module.runs):
+                directory = self.directories[r] if self.directories else run_dir(trainer)
+                draw_run_pictures(directory, run, *trainer.datamodule.member(r).split("test"), pruning_of(trainer, r),
+                                  pl_module.loggers_of(r), trainer.global_step)
+            return
         out, step, loggers, pruning = run_dir(trainer), trainer.global_step, trainer.loggers, find_pruning(trainer)
         helper, self._helper = self._helper, None
         if helper is None or out != self._out:

@@ -148,6 +148,10 @@ class Pruning(Callback):
         self.score_log: list[dict[str, Any]] = []  # per pruning step: scores and resulting masks (pictures)
 
     # -- configuration ---------------------------------------------------------------------------------
+    def of_run(self, r: int) -> "Pruning":
+        """The settings of run ``r`` of the model (one Pruning serves a single run)."""
+        return self
+
     @property
     def total_epochs(self) -> int:
         return self.levels * self.pre_epochs + self.post_epochs
@@ -219,8 +223,7 @@ class Pruning(Callback):
         if datamodule is None or not hasattr(datamodule, "test_dataloader"):
             return
         self.pruned = pl_module.evaluate(datamodule.test_dataloader())
-        for logger in trainer.loggers:
-            logger.log_metrics({f"test_pruned/{k}": v for k, v in self.pruned.items()}, step=0)
+        pl_module.log_run(0, {f"test_pruned/{k}": v for k, v in self.pruned.items()}, step=0)
 
     def _reset_if_pending(self, trainer: pl.Trainer) -> None:
         """Reset optimizer and lr schedule at the start of the next epoch (after Lightning's lr step)."""
@@ -316,7 +319,7 @@ class Pruning(Callback):
             event["test_after_prune"] = pl_module.evaluate(datamodule.test_dataloader())
         self.events.append(event)
         if trainer is not None:
-            self._log_event(trainer, event)
+            self._log_event(trainer.loggers, event)
         return event
 
     def _check_scores(self, scores: Any, params: list[tuple[str, Any, Tensor]]) -> None:
@@ -352,18 +355,19 @@ class Pruning(Callback):
             "recovery": rec,
         }
 
-    def _log_event(self, trainer: pl.Trainer, event: dict[str, Any]) -> None:
+    def _log_event(self, loggers: Any, event: dict[str, Any]) -> None:
         metrics = {"prune/density": event["density"], "prune/recall": event["recovery"]["recall"],
                    "prune/precision": event["recovery"]["precision"],
                    "prune/collapsed": float(event["recovery"]["collapsed"])}
+        # One naming scheme: prune/<quantity>/<tensor or layer name, as in the state dict>.
         metrics.update({f"prune/kept/{n}": v for n, v in event["kept_fraction"].items()})
         for row in event["recovery"]["layers"]:
             i = row["layer"]
-            metrics[f"prune/recall/layer{i}"] = row["recall"]
-            metrics[f"prune/precision/layer{i}"] = row["precision"]
+            metrics[f"prune/recall/layers.{i}.weight"] = row["recall"]
+            metrics[f"prune/precision/layers.{i}.weight"] = row["precision"]
             if "dead_units" in row:
-                metrics[f"prune/dead_units/layer{i}"] = row["dead_units"]
-        for logger in trainer.loggers:
+                metrics[f"prune/dead_units/layers.{i}"] = row["dead_units"]
+        for logger in loggers:
             logger.log_metrics(metrics, step=len(self.events))
 
     # -- checkpointing ---------------------------------------------------------------------------------

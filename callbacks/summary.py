@@ -142,32 +142,84 @@ def one_line(s: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-class RunSummary(Callback):
-    """Logs the ticket's sparsity and metric once, and writes ``summary.json`` at the end of the run."""
+def pruning_of(trainer: pl.Trainer, r: int):
+    """The Pruning settings of run ``r`` (a stack's runs each have their own), or None."""
+    pruning = find_pruning(trainer)
+    return pruning.of_run(r) if pruning is not None else None
 
-    def __init__(self, filename: str = "summary.json", verbose: bool = True) -> None:
+
+def hparams_of(run: Any, pruning: Any, data: Any) -> dict[str, Any]:
+    """The settings a run is compared by in TensorBoard's HParams tab."""
+    hp = run.hparams
+    return {
+        "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
+        "pruner": pruning.scorer.name if pruning else "dense",
+        "sparsity": (-1 if pruning.sparsity == -1 else pruning.density) if pruning else 1.0,
+        "levels": pruning.levels if pruning else 0, "pre_epochs": pruning.pre_epochs if pruning else 0,
+        "post_epochs": pruning.post_epochs if pruning else 0,
+        "prune_bias": bool(pruning.prune_bias) if pruning else False, "scope": pruning.scope if pruning else "none",
+        "optimizer": hp.optimizer, "lr": hp.lr, "noise": float(data.hparams.noise),
+    }
+
+
+def outcome_metrics(s: dict[str, Any]) -> dict[str, float]:
+    """A run's outcome, as the metric columns of TensorBoard's HParams tab."""
+    out = {"outcome/final_metric": s["final"].get(s["primary_metric"]),
+           "outcome/pruned_metric": (s.get("pruned") or {}).get(s["primary_metric"]),
+           "outcome/recall": s["recovery"]["recall"],
+           "outcome/precision": s["recovery"]["precision"], "outcome/collapsed": float(s["recovery"]["collapsed"]),
+           "outcome/param_sparsity": s["param_sparsity"], "outcome/ticket_metric": s["ticket"]["metric"]}
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+class RunSummary(Callback):
+    """The outputs of each run of the model (a single run is a stack of one), the same for ``fit`` and sweeps.
+
+    Logs the ticket's sparsity and metric once, writes ``summary.json`` at the end of the run (and when it
+    fails or is interrupted, with its status) and logs the run's settings and outcome as TensorBoard HParams.
+    ``directories`` are the runs' directories (default: the trainer's log directory, for a single run).
+    """
+
+    def __init__(self, filename: str = "summary.json", verbose: bool = True,
+                 directories: list[str] | None = None) -> None:
         self.filename = filename
         self.verbose = verbose
-        self.ticket: dict[str, Any] | None = None
-        self.initial: dict[str, float] | None = None
-        self.last: dict[str, Any] | None = None  # the summary last written
+        self.directories = directories
+        self.tickets: list[dict[str, Any]] | None = None
+        self.initials: list[dict[str, float] | None] | None = None
+        self.summaries: list[dict[str, Any]] = []  # the summaries last written, per run
 
-    def _ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        if self.ticket is None:
-            self.ticket = ticket_info(pl_module, *trainer.datamodule.split("test"))
-        return self.ticket
+    @property
+    def last(self) -> dict[str, Any] | None:
+        """The summary of the (first) run, as last written."""
+        return self.summaries[0] if self.summaries else None
+
+    def directory(self, trainer: pl.Trainer, r: int) -> str:
+        return self.directories[r] if self.directories else run_dir(trainer)
+
+    def _tickets(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:
+        if self.tickets is None:
+            self.tickets = [ticket_info(run, *trainer.datamodule.member(r).split("test"))
+                            for r, run in enumerate(pl_module.runs)]
+        return self.tickets
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        ticket = self._ticket(trainer, pl_module)
-        if self.initial is None and trainer.current_epoch == 0:
-            self.initial = pl_module.evaluate(trainer.datamodule.test_dataloader())
-        for logger in trainer.loggers:
-            logger.log_metrics({"ticket/sparsity": ticket["sparsity"], "ticket/metric": ticket["metric"]}, step=0)
+        tickets = self._tickets(trainer, pl_module)
+        if self.initials is None and trainer.current_epoch == 0:
+            self.initials = [run.evaluate(trainer.datamodule.member(r).test_dataloader())
+                             for r, run in enumerate(pl_module.runs)]
+        for r, ticket in enumerate(tickets):
+            pl_module.log_run(r, {"ticket/sparsity": ticket["sparsity"], "ticket/metric": ticket["metric"]}, step=0)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        path = self.write(trainer, pl_module, "completed")
-        if self.verbose and path:
-            print(one_line(self.last) + f"\n  -> {path}")
+        paths = self.write(trainer, pl_module, "completed")
+        for r, s in enumerate(self.summaries if paths else []):
+            data = trainer.datamodule.member(r)
+            for logger in pl_module.loggers_of(r):
+                logger.log_hyperparams(hparams_of(pl_module.runs[r], pruning_of(trainer, r), data), outcome_metrics(s))
+        if self.verbose and paths:
+            for s, path in zip(self.summaries, paths):
+                print(one_line(s) + f"\n  -> {path}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, UsageError) or not trainer.training and trainer.state.fn != "fit":
@@ -178,27 +230,33 @@ class RunSummary(Callback):
             self.write(trainer, pl_module, status, reason=reason)
         except Exception as e:  # noqa: BLE001 - e.g. the data could not be drawn: still say why the run stopped
             if not trainer.fast_dev_run:
-                hp = pl_module.hparams
-                write_summary(run_dir(trainer), {"status": status, "reason": reason, "dataset": hp.get("dataset"),
-                                                 "depth": hp.get("depth"), "width": hp.get("width"),
-                                                 "seed": hp.get("seed"), "summary_error": f"{type(e).__name__}: {e}"},
-                              self.filename)
+                for r, run in enumerate(pl_module.runs):
+                    hp = run.hparams
+                    write_summary(self.directory(trainer, r),
+                                  {"status": status, "reason": reason, "dataset": hp.get("dataset"),
+                                   "depth": hp.get("depth"), "width": hp.get("width"), "seed": hp.get("seed"),
+                                   "summary_error": f"{type(e).__name__}: {e}"}, self.filename)
 
-    def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str) -> dict[str, Any]:
-        return build_summary(pl_module, find_pruning(trainer), self._ticket(trainer, pl_module), self.initial,
-                             trainer.current_epoch, status)
+    def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str, r: int = 0) -> dict[str, Any]:
+        initial = self.initials[r] if self.initials else None
+        return build_summary(pl_module.runs[r], pruning_of(trainer, r), self._tickets(trainer, pl_module)[r],
+                             initial, trainer.current_epoch, status)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ticket": self.ticket, "initial": self.initial}
+        return {"tickets": self.tickets, "initials": self.initials}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.ticket, self.initial = state_dict.get("ticket"), state_dict.get("initial")
+        self.tickets, self.initials = state_dict.get("tickets"), state_dict.get("initials")
 
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str,
-              reason: str | None = None) -> str | None:
+              reason: str | None = None) -> list[str] | None:
         if trainer.fast_dev_run:
             return None  # a debugging run: nothing to keep
-        self.last = data = self.summary(trainer, pl_module, status)
-        if reason:
-            data["reason"] = reason
-        return write_summary(run_dir(trainer), data, self.filename)
+        self.summaries, paths = [], []
+        for r in range(len(pl_module.runs)):
+            data = self.summary(trainer, pl_module, status, r)
+            if reason:
+                data["reason"] = reason
+            self.summaries.append(data)
+            paths.append(write_summary(self.directory(trainer, r), data, self.filename))
+        return paths

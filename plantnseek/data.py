@@ -36,12 +36,15 @@ def torch_generator(seed: int, *keys: int) -> torch.Generator:
 
 
 class TensorBatches:
-    """Iterable of ``(x, y)`` index-slice batches over in-memory tensors.
+    """Iterable of ``(x, y)`` index-slice batches over in-memory tensors, for one run or a stack of runs.
 
-    With ``shuffle``, each pass uses the permutation of (seed, epoch); ``epoch`` comes from ``epoch_fn``
-    (the trainer's epoch) or, standalone, from a pass counter. With ``group=K``, each item is a list of
-    K consecutive batches (the last list may be shorter): one Lightning step then makes K optimizer
-    steps, which removes most of Lightning's per-step overhead on these tiny networks.
+    One run: ``x`` is ``[n, ...]`` and ``seed`` an int. A stack: ``x`` is ``[R, n, ...]`` and ``seed`` a
+    list of R seeds; each run is shuffled in its own order, exactly the order it would see alone, and
+    batches are ``[R, B, ...]``. With ``shuffle``, each pass uses the permutation of (seed, epoch);
+    ``epoch`` comes from ``epoch_fn`` (the trainer's epoch) or, standalone, from a pass counter. With
+    ``group=K``, each item is a list of K consecutive batches (the last list may be shorter): one Lightning
+    step then makes K optimizer steps, which removes most of Lightning's per-step overhead on these tiny
+    networks.
     """
 
     def __init__(
@@ -50,11 +53,12 @@ class TensorBatches:
         y: Tensor,
         batch_size: int,
         shuffle: bool = False,
-        seed: int = 0,
+        seed: int | list[int] = 0,
         epoch_fn: Callable[[], int] | None = None,
         group: int | None = None,
     ) -> None:
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.stacked = isinstance(seed, list)
         self.group = group
         self.epoch_fn = epoch_fn
         self._passes = 0
@@ -62,8 +66,12 @@ class TensorBatches:
         self._yielded = 0  # batches handed out in the current pass
         self._skip = 0  # batches to skip on the next pass (resuming mid-epoch)
 
+    @property
+    def n(self) -> int:
+        return self.x.shape[1] if self.stacked else self.x.shape[0]
+
     def __len__(self) -> int:
-        n = math.ceil(len(self.x) / self.batch_size)
+        n = math.ceil(self.n / self.batch_size)
         return math.ceil(n / self.group) if self.group else n
 
     def __iter__(self) -> Iterator[Any]:
@@ -74,22 +82,28 @@ class TensorBatches:
         while chunk := list(itertools.islice(batches, self.group)):
             yield chunk
 
+    def _order(self, seed: int, epoch: int) -> Tensor:
+        return torch.randperm(self.n, generator=torch_generator(seed, STREAM_ORDER, epoch))
+
     def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         epoch = self.epoch_fn() if self.epoch_fn is not None else self._passes
         self._passes += 1
         self._epoch, skip, self._skip = epoch, self._skip, 0
-        n = len(self.x)
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch_generator(self.seed, STREAM_ORDER, epoch))
-            x, y = self.x[order], self.y[order]
-        else:
-            x, y = self.x, self.y
+        x, y = self.x, self.y
+        if self.shuffle and self.stacked:
+            order = torch.stack([self._order(s, epoch) for s in self.seed])
+            runs = torch.arange(len(self.seed))[:, None]
+            x, y = x[runs, order], y[runs, order]
+        elif self.shuffle:
+            order = self._order(self.seed, epoch)
+            x, y = x[order], y[order]
         per_item = self.group or 1
         self._yielded = skip
-        for start in range(skip * per_item * self.batch_size, n, self.batch_size):
+        for start in range(skip * per_item * self.batch_size, self.n, self.batch_size):
             if (start // self.batch_size) % per_item == 0:
                 self._yielded += 1
-            yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+            window = slice(start, start + self.batch_size)
+            yield (x[:, window], y[:, window]) if self.stacked else (x[window], y[window])
 
     # Lightning saves and restores this with the checkpoint, so a run resumed mid-epoch sees exactly the
     # batches an uninterrupted run would.
@@ -140,7 +154,7 @@ class PlantedDataModule(pl.LightningDataModule):
                            prune_dataset_ratio, prune_batch_size)
         if batches_per_step < 1:
             raise UsageError(f"batches_per_step {batches_per_step} is invalid; it must be at least 1")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # logged once, with the outcome, at the end of the run
         self.dataset, self.noise, self.seed = dataset, noise, seed
         self.n_train = math.ceil(train_fraction * n_samples)
         self.n_prune = prune_dataset_ratio * PRUNE_CLASSES
@@ -161,10 +175,12 @@ class PlantedDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return trainer.current_epoch if trainer is not None else 0
 
+    def member(self, r: int) -> "PlantedDataModule":
+        """The data of run ``r`` (this module is the data of one run)."""
+        return self
+
     def train_dataloader(self) -> TensorBatches:
-        x, y = self.split("train")
-        return TensorBatches(x, y, self.hparams.train_batch_size, shuffle=True, seed=self.seed, epoch_fn=self._epoch,
-                             group=self.hparams.batches_per_step)
+        return stacked_train_batches([self], self._epoch)
 
     def val_dataloader(self) -> TensorBatches:
         return self.test_dataloader()
@@ -176,6 +192,39 @@ class PlantedDataModule(pl.LightningDataModule):
     def prune_dataloader(self) -> TensorBatches:
         x, y = self.split("prune")
         return TensorBatches(x, y, self.hparams.prune_batch_size)
+
+
+def stacked_train_batches(members: list[PlantedDataModule], epoch_fn: Callable[[], int]) -> TensorBatches:
+    """The training batches of runs trained as one stack, ``[R, B, ...]``, each run in its own order."""
+    xs, ys = zip(*(dm.split("train") for dm in members))
+    first = members[0].hparams
+    return TensorBatches(torch.stack(xs), torch.stack(ys), first.train_batch_size, shuffle=True,
+                         seed=[dm.seed for dm in members], epoch_fn=epoch_fn, group=first.batches_per_step)
+
+
+class StackedData(pl.LightningDataModule):
+    """The data of runs trained as one stack: their own data modules, stacked for training and testing."""
+
+    def __init__(self, members: list[PlantedDataModule]) -> None:
+        super().__init__()
+        self.members = list(members)
+
+    def member(self, r: int) -> PlantedDataModule:
+        return self.members[r]
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def train_dataloader(self) -> TensorBatches:
+        return stacked_train_batches(self.members, self._epoch)
+
+    def val_dataloader(self) -> TensorBatches:
+        xs, ys = zip(*(dm.split("test") for dm in self.members))
+        return TensorBatches(torch.stack(xs), torch.stack(ys), self.members[0].hparams.test_batch_size,
+                             seed=[dm.seed for dm in self.members])
+
+    def test_dataloader(self) -> TensorBatches:
+        return self.val_dataloader()
 
 
 def data_settings(hp: Any) -> dict[str, Any]:

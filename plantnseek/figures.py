@@ -153,7 +153,7 @@ def mask_figure(weight_masks: Sequence[torch.Tensor], ticket_masks: Sequence[tor
     """Per layer: kept and in the ticket (green), ticket but pruned (red), kept outside the ticket (grey)."""
     n = len(weight_masks)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
-    cmap = ListedColormap(["white", "#b0b0b0", "#d62728", "#2ca02c"])
+    cmap = ListedColormap(["white", OTHER_KEPT, TICKET_PRUNED, TICKET_KEPT])
     for i, (ax, m, t) in enumerate(zip(axes[0], weight_masks, ticket_masks)):
         kept, tk = (m > 0).numpy(), (t > 0).numpy()
         code = np.where(kept & tk, 3, np.where(tk, 2, np.where(kept, 1, 0)))
@@ -166,14 +166,19 @@ def mask_figure(weight_masks: Sequence[torch.Tensor], ticket_masks: Sequence[tor
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.tick_params(labelsize=6)
-    fig.legend(handles=[Patch(color="#2ca02c", label="ticket, kept"), Patch(color="#d62728", label="ticket, pruned"),
-                        Patch(color="#b0b0b0", label="kept, not ticket")], loc="lower center", ncol=3, fontsize=8)
+    fig.legend(handles=[Patch(color=TICKET_KEPT, label="ticket, kept"), Patch(color=TICKET_PRUNED, label="ticket, pruned"),
+                        Patch(color=OTHER_KEPT, label="kept, not ticket")], loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
-def score_histogram_figure(scores: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], title: str) -> Figure:
-    """Per prunable tensor: histogram of log10 |score|, kept vs pruned."""
+# The same colours for the same meaning in masks.png and the score histograms.
+TICKET_KEPT, TICKET_PRUNED, OTHER_KEPT, OTHER_PRUNED = "#2ca02c", "#d62728", "#b0b0b0", "#f0f0f0"
+
+
+def score_histogram_figure(scores: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], title: str,
+                           ticket: dict[str, torch.Tensor] | None = None) -> Figure:
+    """Per prunable tensor: stacked histogram of log10 |score| by kept/pruned and ticket/not ticket."""
     names = list(scores)
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
@@ -181,20 +186,30 @@ def score_histogram_figure(scores: dict[str, torch.Tensor], masks: dict[str, tor
     for ax, name in zip(axes.flat, names):
         s = scores[name].double().abs().flatten()
         keep = masks[name].flatten() > 0
+        in_ticket = ticket[name].flatten() > 0 if ticket is not None and name in ticket else torch.zeros_like(keep)
         finite = torch.isfinite(s) & (s > 0)
         vals = torch.log10(s[finite])
         bins = np.linspace(float(vals.min()), float(vals.max()) + 1e-9, 40) if vals.numel() else np.linspace(0, 1, 41)
-        for sel, color, label in ((keep[finite], "C2", "kept"), (~keep[finite], "C3", "pruned")):
+        keep, in_ticket = keep[finite], in_ticket[finite]
+        groups = ((~keep & ~in_ticket, OTHER_PRUNED, "pruned"), (keep & ~in_ticket, OTHER_KEPT, "kept, not ticket"),
+                  (~keep & in_ticket, TICKET_PRUNED, "ticket, pruned"), (keep & in_ticket, TICKET_KEPT, "ticket, kept"))
+        base = np.zeros(len(bins) - 1)
+        for sel, color, label in groups:  # stacked, so the ticket's share of each bin is visible
             counts, edges = np.histogram(vals[sel].numpy(), bins=bins)
-            ax.stairs(counts, edges, fill=True, color=color, alpha=0.6, label=label)
+            if counts.any():
+                ax.stairs(base + counts, edges, baseline=base, fill=True, color=color, ec="#606060", lw=0.3,
+                          label=label)
+            base = base + counts
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("log10 |score|", fontsize=7)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    fig.legend(handles=[Patch(color=c, label=l) for c, l in ((TICKET_KEPT, "ticket, kept"), (TICKET_PRUNED, "ticket, pruned"),
+                                                            (OTHER_KEPT, "kept, not ticket"), (OTHER_PRUNED, "pruned"))],
+               loc="lower center", ncol=4, fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 

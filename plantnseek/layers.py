@@ -1,8 +1,13 @@
-"""Masked linear layers and the MLP built from them.
+"""The network: R masked MLPs of the same widths as one set of stacked tensors, and per-run views of it.
 
-A mask is a buffer of the parameter's shape; the layer computes with ``weight * mask``. Masks are
-buffers (not parameters) so they travel in checkpoints but never receive gradients, and a pruned entry
-contributes nothing forward and gets no gradient backward.
+Every run, alone or in a sweep, is a slice of a :class:`StackedMLP` (a single run is a stack of one), so
+training has one implementation: batched matmuls over a leading runs dimension. Per-run logic (scoring,
+masking, evaluation, pictures) works on :meth:`StackedMLP.run`, a :class:`MaskedMLP` whose parameters and
+masks *alias* that run's slice of the stack: writing a mask or rewinding a weight through the view changes
+the stack, and a training step on the stack is seen by the view, with nothing to copy or keep in sync.
+
+A mask is a buffer of the parameter's shape; the network computes with ``weight * mask``, so a pruned
+entry contributes nothing forward and gets no gradient backward.
 """
 from __future__ import annotations
 
@@ -14,14 +19,19 @@ from torch import Tensor, nn
 
 
 class MaskedLinear(nn.Module):
-    """``y = x (W * M_w)^T + b * M_b`` with weight ``[out, in]``."""
+    """``y = x (W * M_w)^T + b * M_b`` with weight ``[out, in]`` (fresh tensors, or views given)."""
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int,
+                 tensors: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(out_features))
-        self.register_buffer("weight_mask", torch.ones(out_features, in_features))
-        self.register_buffer("bias_mask", torch.ones(out_features))
+        if tensors is None:
+            tensors = (torch.empty(out_features, in_features), torch.empty(out_features),
+                       torch.ones(out_features, in_features), torch.ones(out_features))
+        weight, bias, weight_mask, bias_mask = tensors
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+        self.register_buffer("weight_mask", weight_mask)
+        self.register_buffer("bias_mask", bias_mask)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.weight_mask, self.bias * self.bias_mask)
@@ -31,12 +41,13 @@ class MaskedLinear(nn.Module):
 
 
 class MaskedMLP(nn.Module):
-    """ReLU MLP of masked linear layers; ``widths`` includes input and output sizes."""
+    """One run's ReLU MLP of masked linear layers; ``widths`` includes input and output sizes."""
 
-    def __init__(self, widths: list[int]) -> None:
+    def __init__(self, widths: list[int], layers: list[MaskedLinear] | None = None) -> None:
         super().__init__()
         self.widths = list(widths)
-        self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(layers if layers is not None else
+                                    (MaskedLinear(a, b) for a, b in zip(widths[:-1], widths[1:])))
 
     def forward(self, x: Tensor) -> Tensor:
         last = len(self.layers) - 1
@@ -52,3 +63,38 @@ class MaskedMLP(nn.Module):
             yield f"layers.{i}.weight", layer.weight, layer.weight_mask
             if bias:
                 yield f"layers.{i}.bias", layer.bias, layer.bias_mask
+
+
+class StackedMLP(nn.Module):
+    """R masked MLPs of the same widths: weights ``[R, out, in]``, biases ``[R, out]``, and their masks."""
+
+    def __init__(self, runs: int, widths: list[int]) -> None:
+        super().__init__()
+        self.runs, self.widths = runs, list(widths)
+        pairs = list(zip(widths[:-1], widths[1:]))
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(runs, o, i)) for i, o in pairs)
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(runs, o)) for _, o in pairs)
+        for l, (i, o) in enumerate(pairs):
+            self.register_buffer(f"weight_mask_{l}", torch.ones(runs, o, i))
+            self.register_buffer(f"bias_mask_{l}", torch.ones(runs, o))
+
+    def masks(self, l: int) -> tuple[Tensor, Tensor]:
+        return getattr(self, f"weight_mask_{l}"), getattr(self, f"bias_mask_{l}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` is ``[R, B, d_in]``; returns ``[R, B, d_out]``."""
+        last = len(self.weights) - 1
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            wm, bm = self.masks(l)
+            x = torch.baddbmm((b * bm).unsqueeze(1), x, (w * wm).transpose(1, 2))
+            if l < last:
+                x = torch.relu(x)
+        return x
+
+    def run(self, r: int) -> MaskedMLP:
+        """Run ``r`` as a :class:`MaskedMLP` whose parameters and masks alias this stack's slice ``r``."""
+        layers = []
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            wm, bm = self.masks(l)
+            layers.append(MaskedLinear(w.shape[2], w.shape[1], (w.detach()[r], b.detach()[r], wm[r], bm[r])))
+        return MaskedMLP(self.widths, layers)

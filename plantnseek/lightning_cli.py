@@ -24,6 +24,7 @@ from plantnseek.fingerprint import check_same_network, model_settings, refuse_di
 from plantnseek.interrupts import interrupted_message, restore_sigint
 from plantnseek.module import PlantedMLP
 from plantnseek.paths import check_writable_dir
+from plantnseek.reporting import ProgressLines
 
 
 def integer_seed(value: object) -> int:
@@ -85,7 +86,24 @@ def run_settings(model_hp: Any, data_hp: Any, pruning: dict[str, Any] | None, de
     return out
 
 
+FIT_HELP = ("Train a planted MLP, and prune it with the Pruning callback (example: plantnseek fit --config "
+            "configs/synflow_singleshot.yaml --seed_everything 3). The project's options come first: "
+            "--seed_everything (the one seed of ticket, data and masks), --model.* (depth, width, optimizer, lr, ...) "
+            "and --data.* (dataset, noise, batch sizes, ...); Lightning's --trainer.* options follow. Pruning is a "
+            "callback in the config (trainer.callbacks, class_path plantnseek.callbacks.Pruning). Its options (pruner, "
+            "sparsity, levels, pre/post epochs, scope, prune_bias, ...) are listed by 'plantnseek fit "
+            "--trainer.callbacks.help plantnseek.callbacks.Pruning' and set with "
+            "--trainer.callbacks.init_args.OPTION when the config has that callback.")
+
+
 class PlantnseekCLI(LightningCLI):
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Model and data before the trainer, so ``--help`` shows the project's options first."""
+        parser.add_lightning_class_args(self._model_class, "model", subclass_mode=self.subclass_mode_model)
+        parser.add_lightning_class_args(self._datamodule_class, "data", subclass_mode=self.subclass_mode_data)
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The data module owns the task; ``seed_everything`` is the one seed of ticket, data and masks.
         parser.link_arguments("data.dataset", "model.dataset")
@@ -163,6 +181,24 @@ class PlantnseekCLI(LightningCLI):
                 print(f"note: the Pruning callback trains levels x pre_epochs + post_epochs = {pruning.total_epochs} "
                       f"epochs; trainer.max_epochs={asked} is ignored", file=sys.stderr)
             self.trainer.fit_loop.max_epochs = pruning.total_epochs
+        self._name_run(pruning)
+
+    def _name_run(self, pruning: object) -> None:
+        """Log into ``lightning_logs/<what the run is>/version_N`` (unless the user chose a logger)."""
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        from plantnseek.runconfig import run_name
+
+        if self.config[self.subcommand].trainer.get("logger") not in (None, True):
+            return
+        cfg = self.config[self.subcommand]
+        settings = None
+        if pruning is not None:
+            settings = {"pruner": pruning.scorer.name, "sparsity": pruning.sparsity,
+                        "compression": pruning.compression, "levels": pruning.levels}
+        name = run_name(cfg.data.dataset, cfg.seed_everything, settings)
+        root = self.trainer.default_root_dir
+        self.trainer.loggers = [TensorBoardLogger(root, name=os.path.join("lightning_logs", name), default_hp_metric=False)]
 
     def before_validate(self) -> None:
         find_pruning(self.trainer)
@@ -188,7 +224,8 @@ def trainer_defaults() -> dict:
         "num_sanity_val_steps": 0,
         # progress bars in a terminal; in logs and pipes they are only carriage-return noise
         "enable_progress_bar": sys.stdout.isatty(),
-        "callbacks": [RunSummary(), Pictures(), ModelCheckpoint(save_last="link")],
+        "callbacks": [RunSummary(), Pictures(), ModelCheckpoint(save_last="link")]
+                     + ([] if sys.stdout.isatty() else [ProgressLines()]),  # piped: a line per epoch and step
     }
 
 
@@ -201,7 +238,11 @@ def run_cli(argv: list[str]) -> PlantnseekCLI:
         seed_everything_default=1,
         save_config_kwargs={"overwrite": True},
         args=argv,
-        parser_kwargs={"default_env": False, "exit_on_error": False},
+        parser_kwargs={"default_env": False, "exit_on_error": False,
+                       **{cmd: {"usage": f"plantnseek {cmd} [-c CONFIG] [--seed_everything N] [--model.X V] "
+                                         f"[--data.X V] [--trainer.X V] [--ckpt_path PATH]",
+                                "description": FIT_HELP if cmd == "fit" else
+                                FIT_HELP.replace("Train a planted MLP, and prune it", "Evaluate a planted MLP, e.g. pruned")} for cmd in ("fit", "validate", "test")}},
         load_from_checkpoint_support=False,  # the config defines the network; a checkpoint must match it
         auto_configure_optimizers=False,  # optimizers are model.optimizer / lr / lr_drops (the reference's)
     )

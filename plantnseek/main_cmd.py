@@ -8,6 +8,7 @@ true/false/1/0/yes/no. ``--level L > 1`` runs multishot. Output goes to
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import Any
@@ -19,45 +20,48 @@ from plantnseek.paths import check_writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = CleanArgumentParser(prog="plantnseek main", description="Reference main.py flags for planted-ticket models.")
+    p = CleanArgumentParser(prog="plantnseek main", description="Reference main.py flags for planted-ticket models.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t = p.add_argument_group("training")
     t.add_argument("--dataset", default="circle",
-                   help="circle, relu, helix, a module.Class task or run:<run dir or checkpoint> (default: circle)")
-    t.add_argument("--model", default="planted-model", help="only planted-model")
-    t.add_argument("--model-class", default="lottery", help="only lottery (default is accepted too)")
-    t.add_argument("--depth", type=int, default=5, help="layers incl. input and output (default: 5)")
-    t.add_argument("--width", type=int, default=50, help="hidden width (default: 50)")
+                   help="task: circle, relu, helix, a module.Class task or run:<run dir or checkpoint>")
+    t.add_argument("--model", default="planted-model", help="network kind (only planted-model)")
+    t.add_argument("--model-class", default="lottery", help="model class (only lottery; default is accepted too)")
+    t.add_argument("--depth", type=int, default=5, help="layers including input and output")
+    t.add_argument("--width", type=int, default=50, help="width of every hidden layer")
     t.add_argument("--data-noise", type=float, default=0.01, help="label-flip probability (circle) or noise std")
-    t.add_argument("--optimizer", default="adam", help="adam, sgd, momentum or rms (default: adam)")
-    t.add_argument("--train-batch-size", type=int, default=64)
-    t.add_argument("--test-batch-size", type=int, default=256)
-    t.add_argument("--pre-epochs", type=int, default=0)
-    t.add_argument("--post-epochs", type=int, default=10)
-    t.add_argument("--lr", type=float, default=0.001)
-    t.add_argument("--lr-drops", type=int, nargs="*", default=[])
-    t.add_argument("--lr-drop-rate", type=float, default=0.1)
-    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--optimizer", default="adam", help="adam, sgd, momentum or rms")
+    t.add_argument("--train-batch-size", type=int, default=64, help="training batch size")
+    t.add_argument("--test-batch-size", type=int, default=256, help="evaluation batch size")
+    t.add_argument("--pre-epochs", type=int, default=0, help="training epochs before each pruning step")
+    t.add_argument("--post-epochs", type=int, default=10, help="training epochs after the last pruning step")
+    t.add_argument("--lr", type=float, default=0.001, help="learning rate")
+    t.add_argument("--lr-drops", type=int, nargs="*", default=[], help="epochs at which the lr is multiplied by --lr-drop-rate")
+    t.add_argument("--lr-drop-rate", type=float, default=0.1, help="factor of each lr drop")
+    t.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
     q = p.add_argument_group("pruning")
     q.add_argument("--pruner", default="rand", help="rand, mag, snip, grasp, synflow, ticket, edgepopup, edgepopup-anneal or module.Class")
     q.add_argument("--compression", type=float, default=1.0, help="keep 10^-c when --sparsity is not given")
-    q.add_argument("--prune-epochs", type=int, default=1)
-    q.add_argument("--compression-schedule", default="exponential", help="exponential or linear")
-    q.add_argument("--mask-scope", default="global", help="global or local")
-    q.add_argument("--prune-dataset-ratio", type=int, default=10)
-    q.add_argument("--prune-batch-size", type=int, default=256)
-    for flag in ("--prune-bias", "--prune-train-mode", "--reinitialize", "--shuffle", "--invert"):
-        q.add_argument(flag, type=parse_bool, default=False, metavar="BOOL")
+    q.add_argument("--prune-epochs", type=int, default=1, help="scoring rounds per pruning step")
+    q.add_argument("--compression-schedule", default="exponential", help="density over the rounds: exponential or linear")
+    q.add_argument("--mask-scope", default="global", help="global or local (per tensor) ranking")
+    q.add_argument("--prune-dataset-ratio", type=int, default=10, help="pruning subset: ratio x 4 training samples")
+    q.add_argument("--prune-batch-size", type=int, default=256, help="batch size when scoring")
+    for flag, text in (("--prune-bias", "biases are prunable too"), ("--prune-train-mode", "score in train mode"),
+                       ("--reinitialize", "fresh weights under the final mask"),
+                       ("--shuffle", "permute each tensor's mask after pruning"), ("--invert", "keep the lowest scores")):
+        q.add_argument(flag, type=parse_bool, default=False, metavar="BOOL", help=text)
     q.add_argument("--sparsity", type=float, default=None, help="kept fraction; -1: the ticket's")
     p.add_argument("--level", type=int, default=1, help="prune-train levels; > 1 runs multishot")
     p.add_argument("--experiment", default="singleshot", help="singleshot or multishot")
-    p.add_argument("--expid", default="")
-    p.add_argument("--exp-suffix", default=None)
-    p.add_argument("--result-dir", default="Results/data")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--expid", default="", help="run folder name when --exp-suffix is not given")
+    p.add_argument("--exp-suffix", default=None, help="run folder name under --result-dir")
+    p.add_argument("--result-dir", default="Results/data", help="output folder")
+    p.add_argument("--seed", type=int, default=1, help="the one seed: ticket, data, order, masks")
     p.add_argument("--workers", type=int, default=4, help="ignored (data is in memory)")
     p.add_argument("--gpu", type=int, default=0, help="ignored (CPU)")
     p.add_argument("--no-cuda", action="store_true", help="ignored (always CPU)")
-    p.add_argument("--verbose", action="store_true", help="print test results after every epoch")
+    p.add_argument("--verbose", action="store_true", help="print a line per epoch and pruning step")
     return p
 
 
@@ -108,19 +112,21 @@ def run(argv: list[str]) -> dict[str, Any]:
     pruning = Pruning(**pruning_args)
     pruning.target_density(model)  # fails now on a sparsity that keeps nothing
     check_writable_dir(args.result_dir, "--result-dir")
-    summary = RunSummary()
+    summary = RunSummary(verbose=False)  # its one-line summary comes last, after the report
 
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from plantnseek.reporting import EpochPrinter, print_report
-    from plantnseek.runconfig import fit_config, write_config
+    from plantnseek.callbacks.summary import one_line
+    from plantnseek.reporting import ProgressLines, print_report
+    from plantnseek.runconfig import fit_config, run_name, write_config
 
     quiet_lightning()
     name = args.exp_suffix or args.expid or "default"
-    logger = TensorBoardLogger(save_dir=args.result_dir, name=name)
-    callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last="link")] + ([EpochPrinter()] if args.verbose else [])
+    logger = TensorBoardLogger(save_dir=args.result_dir, name=os.path.join(name, run_name(args.dataset, args.seed, pruning_args)),
+                               default_hp_metric=False)
+    callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last="link")] + ([ProgressLines()] if args.verbose or not sys.stdout.isatty() else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
                          enable_model_summary=False, max_epochs=pruning.total_epochs,
                          enable_progress_bar=sys.stdout.isatty())
@@ -141,4 +147,5 @@ def run(argv: list[str]) -> dict[str, Any]:
     result = summary.last
     print_report(result)
     print(f"Results saved in {trainer.log_dir}")
+    print(one_line(result))
     return result

@@ -1,28 +1,22 @@
-"""The LightningModule: a masked MLP with a planted ticket.
-
-Thin by design: it plants the ticket at construction (from ``seed``), computes the task's loss and
-metrics on one shared train/eval path, and keeps a per-epoch history. Pruning, summaries and pictures
-are callbacks.
-"""
+"""The LightningModule: planted masked MLPs, trained as one stack; and the planted ticket as buffers."""
 from __future__ import annotations
 
 from typing import Any
 
-import math
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from lightning_fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
 
 from plantnseek.data import STREAM_PLANT, stream
 from plantnseek.errors import RunFailure, UsageError, check_number, check_seed
 from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
-from plantnseek.layers import MaskedMLP
-from plantnseek.metrics import RescaledMSE, SumMean
+from plantnseek.layers import MaskedMLP, StackedMLP
+from plantnseek.metrics import SumMean
 from plantnseek.planting import PlantedNetwork, plant
 from plantnseek.registry import CheckedTask, get_task
+from plantnseek.run import Evaluation, Run, as_runs, run_losses
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "rms")
 
@@ -80,14 +74,14 @@ def make_optimizer(hp: Any, params: Any) -> dict[str, Any]:
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
-def check_same_ticket(state: dict[str, Tensor], ticket: nn.Module, dataset: str) -> None:
+def check_same_ticket(state: dict[str, Tensor], tickets: nn.ModuleList, dataset: str) -> None:
     """Refuse a checkpoint planted with another ticket: the data would no longer be the ticket's.
 
     A user task's code or a ``run:`` source can change after a run was saved; resuming or testing it
     would then silently mix the old network with the new task's data.
     """
-    for name, value in ticket.named_buffers():
-        saved = state.get(f"ticket.{name}")
+    for name, value in tickets.named_buffers():
+        saved = state.get(f"tickets.{name}")
         if saved is not None and (saved.shape != value.shape or not torch.equal(saved, value)):
             raise UsageError(f"the checkpoint's planted ticket differs from the one dataset {dataset} plants now "
                              f"(another seed, or the task or its source run changed since the checkpoint was saved)")
@@ -136,14 +130,22 @@ class Ticket(nn.Module):
 
 
 class PlantedMLP(pl.LightningModule):
-    """Planted MLP for one task.
+    """Planted MLPs of one task and architecture, trained as one stack (a single run is a stack of one).
+
+    Thin by design: it plants each run's ticket at construction (from its seed), and owns the one
+    training and evaluation path of every run, alone or in a sweep: batched matmuls over a leading runs
+    dimension, one loss per run (summed, so each run's gradients are its own), and per-run metrics and
+    history. Every optimizer here is elementwise, so a stack trains each run exactly as it would alone.
+    Per-run code (pruning, summaries, pictures) works on ``runs[r]``; for a stack of one, ``net``,
+    ``ticket``, ``history`` and ``evaluate`` are those of its run. Pruning, summaries and pictures are
+    callbacks.
 
     Args:
         dataset: task (``circle``, ``relu``, ``helix``, ``module.Class`` or ``run:<run dir or checkpoint>``);
             fixes input/output sizes, loss, metrics and the planted ticket.
         depth: number of layers counting input and output (depth 5 has 4 weight matrices); at least 3.
         width: width of every hidden layer; at least the ticket's minimum width.
-        seed: fixes the initialisation and the planted ticket.
+        seed: fixes the initialisation and the planted ticket; a list of seeds makes a stack of runs.
         optimizer: ``adam``, ``sgd``, ``momentum`` (SGD, momentum 0.9, Nesterov) or ``rms``.
         lr: learning rate.
         weight_decay: L2 weight decay.
@@ -156,7 +158,7 @@ class PlantedMLP(pl.LightningModule):
         dataset: str = "circle",
         depth: int = 5,
         width: int = 50,
-        seed: int = 1,
+        seed: int | list[int] = 1,
         optimizer: str = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -164,40 +166,71 @@ class PlantedMLP(pl.LightningModule):
         lr_drop_rate: float = 0.1,
     ) -> None:
         super().__init__()
-        validate_model_args(depth, width, seed, optimizer, lr, weight_decay, lr_drops, lr_drop_rate)
-        self.save_hyperparameters()
+        seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
+        if not seeds:
+            raise UsageError("seed [] is invalid; give an integer seed or a non-empty list of them")
+        for s in seeds:
+            validate_model_args(depth, width, s, optimizer, lr, weight_decay, lr_drops, lr_drop_rate)
+        self.save_hyperparameters(logger=False)  # logged once, with the outcome, at the end of the run
         # One Lightning step makes several optimizer steps (see PlantedDataModule.batches_per_step).
         self.automatic_optimization = False
         self.task = get_task(dataset)
-        planted = plant_network(dataset, depth, width, seed)
-        self.net = MaskedMLP(network_widths(self.task, depth, width))
+        planted = [plant_network(dataset, depth, width, s) for s in seeds]
+        self.stack = StackedMLP(len(seeds), network_widths(self.task, depth, width))
         with torch.no_grad():
-            for layer, (w, b) in zip(self.net.layers, planted.layers):
-                layer.weight.copy_(torch.as_tensor(w))
-                layer.bias.copy_(torch.as_tensor(b))
-        self.ticket = Ticket(planted)
-        self.train_loss = SumMean()
-        self.eval_loss = MeanMetric()
-        self.eval_metrics = self._make_metrics()
-        self.history: list[dict[str, float]] = []
+            for r, p in enumerate(planted):
+                for l, (w, b) in enumerate(p.layers):
+                    self.stack.weights[l][r].copy_(torch.as_tensor(w))
+                    self.stack.biases[l][r].copy_(torch.as_tensor(b))
+        self.tickets = nn.ModuleList(Ticket(p) for p in planted)
+        self.runs = [Run(AttributeDict({**self.hparams, "seed": s}), self.task, self.tickets[r], self.stack.run(r))
+                     for r, s in enumerate(seeds)]
+        self.train_loss = SumMean(len(seeds))
+        self.evaluation = Evaluation(self.task, len(seeds))
+        # Where each run's scalars go: the trainer's loggers for a single run, or one set per run (sweeps).
+        self.run_loggers: list[list[Any]] | None = None
 
-    def _make_metrics(self) -> MetricCollection:
-        if self.task.classification:
-            return MetricCollection({"accuracy": MulticlassAccuracy(num_classes=self.task.d_out, average="micro")})
-        return MetricCollection({"mse": MeanSquaredError(), "rescaled_mse": RescaledMSE(self.task.d_out)})
+    # -- a stack of one is its run -----------------------------------------------------------------------
+    @property
+    def only(self) -> Run:
+        if len(self.runs) != 1:
+            raise AttributeError(f"this model is a stack of {len(self.runs)} runs; use model.runs[r]")
+        return self.runs[0]
+
+    @property
+    def net(self) -> MaskedMLP:
+        return self.only.net
+
+    @property
+    def ticket(self) -> Ticket:
+        return self.only.ticket
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self.only.history
+
+    @history.setter
+    def history(self, rows: list[dict[str, float]]) -> None:
+        self.only.history = rows
 
     @property
     def primary_metric(self) -> str:
-        """The metric the paper reports: accuracy for circle, rescaled MSE for regression."""
-        return "accuracy" if self.task.classification else "rescaled_mse"
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.only.primary_metric
 
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(out, y) if self.task.classification else F.mse_loss(out, y)
+        return self.only.loss(out, y)
 
-    # -- one train/eval path for all tasks -------------------------------------------------------------
+    def evaluate(self, batches) -> dict[str, float]:
+        return self.only.evaluate(batches)
+
+    def ticket_metric(self, x: Tensor, y: Tensor) -> float:
+        return self.only.ticket_metric(x, y)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[R, B, d_in]`` for the stack, or ``[B, d_in]`` for a stack of one."""
+        return self.stack(x) if x.dim() == 3 else self.stack(x.unsqueeze(0)).squeeze(0)
+
+    # -- one train/eval path for all tasks and all runs ----------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         """One optimizer step per ``(x, y)`` batch; ``batch`` is a batch or a list of batches.
 
@@ -206,16 +239,17 @@ class PlantedMLP(pl.LightningModule):
         batches = batch if isinstance(batch, list) else [batch]
         wrapped = self.optimizers()
         opt = wrapped.optimizer
-        total, count = torch.zeros((), dtype=torch.float64), 0
-        for i, (x, y) in enumerate(batches):
+        total, count = torch.zeros(len(self.runs), dtype=torch.float64), 0
+        for i, b in enumerate(batches):
+            x, y = as_runs(*b)
             opt.zero_grad(set_to_none=True)
-            loss = self.loss(self(x), y)
-            loss.backward()
+            losses = run_losses(self.task, self.stack(x), y)
+            losses.sum().backward()
             (wrapped if i == len(batches) - 1 else opt).step()
-            total += loss.detach().double() * len(x)
-            count += len(x)
+            total += losses.detach().double() * x.shape[1]
+            count += x.shape[1]
         self.train_loss.update(total, count)
-        return (total / count).float()
+        return (total.sum() / count).float()
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()
@@ -229,10 +263,8 @@ class PlantedMLP(pl.LightningModule):
         self.train_loss.reset()
 
     def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
-        x, y = batch
-        out = self(x)
-        self.eval_loss.update(self.loss(out, y), weight=len(x))
-        self.eval_metrics.update(out, y)
+        x, y = as_runs(*batch)
+        self.evaluation.update(self.stack(x), y)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch)
@@ -240,60 +272,56 @@ class PlantedMLP(pl.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch)
 
-    def evaluation_results(self) -> dict[str, float]:
-        """Loss and metrics accumulated since the last reset (then reset)."""
-        row = {"loss": float(self.eval_loss.compute())}
-        row.update({k: float(v) for k, v in self.eval_metrics.compute().items()})
-        self.eval_loss.reset()
-        self.eval_metrics.reset()
-        return row
+    def loggers_of(self, r: int) -> list[Any]:
+        """The loggers of run ``r``: its own in a sweep, the trainer's for a single run."""
+        if self.run_loggers is not None:
+            return self.run_loggers[r]
+        return list(self.trainer.loggers) if self._trainer is not None else []
 
-    @torch.no_grad()
-    def evaluate(self, batches) -> dict[str, float]:
-        """Loss and metrics on ``batches`` outside the trainer loops (e.g. right after pruning)."""
-        was_training = self.training
-        self.eval()
-        self.eval_loss.reset()
-        self.eval_metrics.reset()
-        for batch in batches:
-            self._eval_step(batch)
-        self.train(was_training)
-        return self.evaluation_results()
+    def log_run(self, r: int, metrics: dict[str, float], step: int) -> None:
+        for logger in self.loggers_of(r):
+            logger.log_metrics(metrics, step=step)
 
     def on_validation_epoch_end(self) -> None:
+        results = self.evaluation.compute()
         if self.trainer.sanity_checking:
-            self.eval_loss.reset()
-            self.eval_metrics.reset()
             return
-        results = self.evaluation_results()
-        row: dict[str, float] = {"epoch": float(self.current_epoch)}
-        if self.train_loss.update_count > 0:
-            row["train_loss"] = float(self.train_loss.compute())
-            self.log("train/loss", row["train_loss"])
-            if not math.isfinite(row["train_loss"]):
-                raise RunFailure(f"training loss diverged to {row['train_loss']} in epoch {self.current_epoch}; "
-                                 f"try a smaller lr (now {self.hparams.lr})")
-        row.update({f"test_{k}": v for k, v in results.items()})
-        self.log_dict({f"test/{k}": v for k, v in results.items()})
-        self.history.append(row)
+        epoch = self.current_epoch
+        train = self.train_loss.compute().reshape(-1) if self.train_loss.update_count > 0 else None
+        if train is not None and not torch.isfinite(train).all():
+            r = int((~torch.isfinite(train)).nonzero()[0])
+            which = f" (run {r}, seed {self.runs[r].hparams.seed})" if len(self.runs) > 1 else ""
+            raise RunFailure(f"training loss diverged to {float(train[r])} in epoch {epoch}{which}; "
+                             f"try a smaller lr (now {self.hparams.lr})")
+        for r, run in enumerate(self.runs):
+            row: dict[str, float] = {"epoch": float(epoch)}
+            if train is not None:
+                row["train_loss"] = float(train[r])
+            row.update({f"test_{k}": float(v[r]) for k, v in results.items()})
+            run.history.append(row)
+            self.log_run(r, {("train/loss" if k == "train_loss" else f"test/{k[5:]}"): v
+                             for k, v in row.items() if k != "epoch"}, step=epoch)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({f"test/{k}": v for k, v in self.evaluation_results().items()})
+        results = self.evaluation.compute()
+        if len(self.runs) == 1:
+            self.log_dict({f"test/{k}": float(v[0]) for k, v in results.items()})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A resumed run keeps its whole history, and a mid-epoch resume the epoch's running train loss.
-        checkpoint["plantnseek_history"] = list(self.history)
+        checkpoint["plantnseek_history"] = [list(run.history) for run in self.runs]
         checkpoint["plantnseek_train_loss"] = (self.current_epoch, self.train_loss.total.clone(),
                                                self.train_loss.count.clone())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         theirs = checkpoint.get("hyper_parameters", {})
         check_same_network(theirs, self.hparams)
-        check_same_ticket(checkpoint.get("state_dict", {}), self.ticket, self.hparams.dataset)
+        check_same_ticket(checkpoint.get("state_dict", {}), self.tickets, self.hparams.dataset)
         trainer = self._trainer
         if trainer is not None and trainer.state.fn == "fit":  # evaluating may use other settings; training not
             refuse_differences(model_settings(theirs), model_settings(self.hparams))
-        self.history = list(checkpoint.get("plantnseek_history", []))
+        for run, history in zip(self.runs, checkpoint.get("plantnseek_history", [])):
+            run.history = list(history)
         resumed = checkpoint.get("plantnseek_train_loss")
         self.train_loss.reset()  # a mid-epoch resume goes on without on_train_epoch_start
         if resumed is not None and float(resumed[2]) > 0:
@@ -301,16 +329,7 @@ class PlantedMLP(pl.LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        return make_optimizer(self.hparams, self.net.parameters())
-
-    # -- the planted ticket ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def ticket_metric(self, x: Tensor, y: Tensor) -> float:
-        """The ticket's own metric on (x, y): accuracy (circle) or MSE (regression)."""
-        out = self.ticket(x)
-        if self.task.classification:
-            return float((out.argmax(dim=1) == y).double().mean())
-        return float(((out - y.double()) ** 2).mean())
+        return make_optimizer(self.hparams, self.stack.parameters())
 
 
 def ticket_report(module: PlantedMLP, x_test: Tensor, y_test: Tensor) -> dict[str, Any]:

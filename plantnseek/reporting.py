@@ -11,13 +11,37 @@ def _metric_line(row: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.6g}" for k, v in row.items())
 
 
-class EpochPrinter(Callback):
-    """Prints the test loss and metrics after every epoch (``--verbose``)."""
+class ProgressLines(Callback):
+    """A plain line per epoch and per pruning step, for output that is not a terminal (CI, nohup, a cluster
+    job: no progress bar there) and for ``main --verbose``. Prints run 0's lines (a single run's)."""
+
+    def __init__(self) -> None:
+        self.printed_events = 0
+
+    def _events(self, trainer: pl.Trainer) -> None:
+        from plantnseek.callbacks.summary import pruning_of
+
+        pruning = pruning_of(trainer, 0)
+        for event in (pruning.events if pruning else [])[self.printed_events:]:
+            rec = event["recovery"]
+            print(f"pruning step {event['level']}/{pruning.levels}: kept {event['kept']}/{event['prunable']} "
+                  f"({event['density']:.4f}), ticket recall {rec['recall']:.3f}, precision {rec['precision']:.3f}"
+                  + (" COLLAPSED" if rec["collapsed"] else ""), flush=True)
+            self.printed_events += 1
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._events(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if pl_module.history:
-            row = pl_module.history[-1]
-            pl_module.print(f"Epoch {int(row['epoch'])}: " + _metric_line({k: v for k, v in row.items() if k != "epoch"}))
+        run = pl_module.runs[0]
+        if trainer.sanity_checking or not run.history:
+            return
+        row = run.history[-1]
+        print(f"epoch {int(row['epoch']) + 1}/{trainer.max_epochs}: "
+              + _metric_line({k: v for k, v in row.items() if k != "epoch"}), flush=True)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._events(trainer)
 
 
 def print_report(s: dict[str, Any]) -> None:

@@ -28,3 +28,28 @@ def write_config(directory: str, config: dict[str, Any]) -> str:
         f.write("# The settings of this run as a `plantnseek fit` config.\n")
         yaml.safe_dump(config, f, sort_keys=False)
     return path
+
+
+def safe_part(text: str) -> str:
+    """One path component of a run's name: letters, digits and ``=,._-``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9=,._-]", "_", text) or "_"
+
+
+def run_name(dataset: str, seed: int, pruning: dict[str, Any] | None) -> str:
+    """What a run is, as its TensorBoard name: ``circle/synflow/0.1/seed1`` (``.../0.1-L5/...`` multishot)."""
+    dataset = safe_part(f"run_{os.path.basename(os.path.normpath(dataset[4:]))}" if dataset.startswith("run:")
+                        else dataset)
+    if pruning is None:
+        return f"{dataset}/dense/seed{seed}"
+    pruner = pruning.get("pruner", "synflow")
+    if not isinstance(pruner, str):
+        pruner = pruner.get("class_path", "custom") if isinstance(pruner, dict) else type(pruner).__name__
+    pruner = safe_part(pruner.rsplit(".", 1)[-1])
+    sparsity = pruning.get("sparsity", 0.1)
+    if sparsity is None:
+        sparsity = f"c{pruning.get('compression')}"
+    density = "ticket" if sparsity == -1 else f"{sparsity:g}" if isinstance(sparsity, (int, float)) else str(sparsity)
+    levels = pruning.get("levels", 1)
+    return f"{dataset}/{pruner}/{density}{f'-L{levels}' if levels and levels > 1 else ''}/seed{seed}"

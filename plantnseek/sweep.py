@@ -188,7 +188,7 @@ def terminate_as_interrupt() -> Iterator[None]:
 def sweep(specs: list[RunSpec], out: str, name: str, workers: int, args: argparse.Namespace,
           capped: str | None) -> dict[str, Any]:
     """Run what is not done yet (under the lock), then collect results.csv and figure.png."""
-    from tqdm import tqdm
+    from plantnseek.sweep_report import Progress, summary_table
 
     todo, reasons = todo_report(out, specs)
     batches = plan(todo, workers, args.max_stack)
@@ -201,29 +201,24 @@ def sweep(specs: list[RunSpec], out: str, name: str, workers: int, args: argpars
             if os.path.exists(os.path.join(out, stale)):
                 os.remove(os.path.join(out, stale))
         shutil.rmtree(os.path.join(out, "tensorboard"), ignore_errors=True)
-    failed = 0
     start = time.perf_counter()
-    with tqdm(total=len(todo), unit="run", desc="sweep", dynamic_ncols=True) as bar:
-        def progress(row: dict[str, Any]) -> None:
-            nonlocal failed
-            if row.get("status") != "completed":
-                failed += 1
-                bar.write(f"failed: {row.get('run_dir', '?')}: {row.get('error', '')}")
-            bar.set_postfix(failed=failed)
-            bar.update(1)
-
+    progress = Progress(len(todo))
+    try:
         if todo:
-            (run_submitit if args.executor == "submitit" else run_local)(batches, out, workers, progress)
+            (run_submitit if args.executor == "submitit" else run_local)(batches, out, workers, progress.update)
+    finally:
+        progress.close()
     rows = [result_row(out, s) for s in specs]
     axes = list(specs[0].values)
     csv_path = write_results(out, rows, axes)
     fig_path = draw(out, rows)
     done = sum(r["status"] == "completed" for r in rows)
-    print(f"{done}/{len(rows)} runs completed, {len(rows) - done} failed, {time.perf_counter() - start:.1f} s")
+    print(summary_table(rows))
     if done < len(rows):
         print(f"failed runs are listed with their error in {csv_path} (status, error); running the sweep again "
               f"retries them", file=sys.stderr)
-    print(f"results: {csv_path}\nfigure:  {fig_path}")
+    print(f"results: {csv_path}\nfigure:  {fig_path}\nTensorBoard: tensorboard --logdir {out}")
+    print(f"{done}/{len(rows)} runs completed, {len(rows) - done} failed, {time.perf_counter() - start:.1f} s")
     return {"out": out, "rows": rows, "failed": len(rows) - done}
 
 

@@ -114,42 +114,8 @@ def write_run_config(directory: str, spec: RunSpec) -> None:
 
 
 def execute(spec: RunSpec, out: str) -> dict[str, Any]:
-    """Train one run of the grid in this process; a failure is recorded in summary.json, not raised."""
-    quiet_worker()
-    start = time.perf_counter()
-    directory = run_dir(out, spec)
-    clear_run(directory)
-    try:
-        import pytorch_lightning as pl
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        from plantnseek.callbacks import Pictures, Pruning, RunSummary
-        from plantnseek.data import PlantedDataModule
-        from plantnseek.errors import RunFailure
-        from plantnseek.module import PlantedMLP
-
-        write_run_config(directory, spec)
-        dm = PlantedDataModule(**spec.data, seed=spec.seed)
-        model = PlantedMLP(dataset=dm.dataset, seed=spec.seed, **spec.model)
-        summary = RunSummary(filename=STAGED_SUMMARY, verbose=False)  # completed by complete_run, last
-        callbacks: list[Any] = [Pruning(**spec.pruning)] if spec.pruning is not None else []
-        callbacks += [summary] + ([Pictures()] if spec.pictures else [])
-        trainer_kw = {"max_epochs": DENSE_EPOCHS, **spec.trainer}
-        if spec.pruning is not None:
-            trainer_kw["max_epochs"] = callbacks[0].total_epochs
-        trainer = pl.Trainer(accelerator="cpu", devices=1, logger=TensorBoardLogger(out, name="runs", version=spec.name),
-                             callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False,
-                             enable_checkpointing=False, num_sanity_val_steps=0, **trainer_kw)
-        trainer.fit(model, datamodule=dm)
-        if summary.last is None or summary.last.get("status") != "completed":
-            raise RunFailure("training ended without a completed summary")
-        complete_run(directory, spec, summary.last, time.perf_counter() - start)
-    except BaseException as e:  # noqa: BLE001 - recorded, the sweep goes on (unless it is Ctrl-C)
-        record_failure(directory, spec, KeyboardInterrupt("interrupted") if interrupted(e) else e,
-                       time.perf_counter() - start)
-        if interrupted(e):
-            reraise_interrupt()
-    return outcome(out, spec)
+    """Train one run of the grid in this process (a stack of one); a failure is recorded, not raised."""
+    return execute_batch([spec], out)[0]
 
 
 def stack_key(spec: RunSpec) -> str:
@@ -175,52 +141,80 @@ def plan(todo: list[RunSpec], workers: int, max_stack: int) -> list[list[RunSpec
     return sorted(batches, key=len, reverse=True)
 
 
+def fit_runs(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
+    """Train stackable runs as one model (a single run is a stack of one) with the callbacks of ``fit``.
+
+    Each run writes into its own directory what a ``fit`` run writes: TensorBoard scalars, images and
+    HParams, pictures, and its summary (staged: the sweep completes it last); sweeps write no checkpoints.
+    Returns each run's summary.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from plantnseek.callbacks import Pictures, Pruning, RunSummary
+    from plantnseek.data import PlantedDataModule, StackedData
+    from plantnseek.module import PlantedMLP
+    from plantnseek.stacked import StackedPruning
+
+    first = specs[0]
+    dms = [PlantedDataModule(**s.data, seed=s.seed) for s in specs]
+    model = PlantedMLP(dataset=dms[0].dataset, seed=[s.seed for s in specs], **first.model)
+    directories = [run_dir(out, s) for s in specs]
+    loggers = [TensorBoardLogger(out, name="runs", version=s.name, default_hp_metric=False) for s in specs]
+    model.run_loggers = [[logger] for logger in loggers]
+    summary = RunSummary(filename=STAGED_SUMMARY, verbose=False, directories=directories)
+    callbacks: list[Any] = []
+    trainer_kw = {"max_epochs": DENSE_EPOCHS, **first.trainer}
+    if first.pruning is not None:
+        callbacks.append(StackedPruning([Pruning(**s.pruning) for s in specs]))
+        trainer_kw["max_epochs"] = callbacks[0].total_epochs
+    callbacks += [summary] + ([Pictures(directories=directories)] if first.pictures else [])
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=callbacks, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, **trainer_kw)
+    try:
+        trainer.fit(model, datamodule=StackedData(dms))
+    finally:
+        for logger in loggers:
+            logger.finalize("success")
+    return summary.summaries
+
+
 def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
-    """Train a batch of stackable runs as one stacked model; on any failure, run them one by one."""
-    if len(specs) == 1:
-        return [execute(specs[0], out)]
+    """Train a batch of stackable runs as one model; if the stack fails, its runs one by one.
+
+    Every run's directory is cleared first and its completed summary written last
+    (:func:`plantnseek.sweep_store.complete_run`), after its config, events and pictures.
+    """
+    from plantnseek.errors import RunFailure
+
     quiet_worker()
     start = time.perf_counter()
     for spec in specs:
         clear_run(run_dir(out, spec))
+        write_run_config(run_dir(out, spec), spec)
     try:
-        from plantnseek.callbacks import Pruning
-        from plantnseek.data import PlantedDataModule
-        from plantnseek.module import PlantedMLP
-        from plantnseek.stacked import fit_stacked
-
-        dms = [PlantedDataModule(**s.data, seed=s.seed) for s in specs]
-        members = [PlantedMLP(dataset=dm.dataset, seed=s.seed, **s.model) for s, dm in zip(specs, dms)]
-        prunings = [Pruning(**s.pruning) for s in specs] if specs[0].pruning is not None else None
-        summaries = fit_stacked(members, dms, prunings, specs[0].trainer)
-    except BaseException as e:  # noqa: BLE001 - isolate the failing run(s)
+        summaries = fit_runs(specs, out)
+        if len(summaries) != len(specs) or any(s.get("status") != "completed" for s in summaries):
+            raise RunFailure("training ended without a completed summary")
+    except BaseException as e:  # noqa: BLE001 - recorded, the sweep goes on (unless it is Ctrl-C)
+        if len(specs) > 1 and not interrupted(e):
+            return [row for spec in specs for row in execute_batch([spec], out)]
+        for spec in specs:
+            record_failure(run_dir(out, spec), spec, KeyboardInterrupt("interrupted") if interrupted(e) else e,
+                           time.perf_counter() - start)
         if interrupted(e):
             reraise_interrupt()
-        return [execute(s, out) for s in specs]
+        return [outcome(out, spec) for spec in specs]
     seconds = (time.perf_counter() - start) / len(specs)
     rows = []
-    for i, (spec, summary) in enumerate(zip(specs, summaries)):
+    for spec, summary in zip(specs, summaries):
         directory = run_dir(out, spec)
         try:
-            finish_stacked_run(directory, spec, {**summary, "stacked_runs": len(specs)}, members[i], dms[i],
-                               prunings[i] if prunings else None, seconds)
-        except Exception as e:  # noqa: BLE001 - this run's artifacts failed; the others are fine
+            complete_run(directory, spec, {**summary, "stacked_runs": len(specs)}, seconds)
+        except Exception as e:  # noqa: BLE001 - this run's summary could not be written; the others are fine
             record_failure(directory, spec, e, seconds)
         rows.append(outcome(out, spec))
     return rows
-
-
-def finish_stacked_run(directory: str, spec: RunSpec, summary: dict[str, Any], member: Any, dm: Any,
-                       pruning: Any, seconds: float) -> None:
-    """A stacked run's artifacts: config, events, pictures, and last the completed summary."""
-    from plantnseek.callbacks import pictures
-    from plantnseek.stacked import log_history
-
-    write_run_config(directory, spec)
-    log_history(directory, summary)
-    if spec.pictures:
-        pictures.draw_run_pictures(directory, member, *dm.split("test"), pruning)
-    complete_run(directory, spec, summary, seconds)
 
 
 def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[dict], None]) -> None:

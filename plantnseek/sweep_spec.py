@@ -209,6 +209,19 @@ def check_keys(run: dict[str, Any]) -> None:
             raise UsageError(f"unknown {section} key {unknown[0]!r}; allowed: {', '.join(sorted(allowed_keys(section)))}")
 
 
+PREFIXES = {"seed": "seed", "depth": "d", "width": "w", "levels": "L"}
+
+
+def run_name(values: dict[str, Any]) -> str:
+    """A run's folder under ``runs/``, and its TensorBoard name: its grid values as path components,
+    e.g. ``circle/synflow/ticket/seed1`` (other axes as ``model.lr=0.01``)."""
+    parts = []
+    for axis, value in values.items():
+        text = f"{PREFIXES[axis]}{value}" if axis in PREFIXES else str(value) if axis in AXES else f"{axis}={value}"
+        parts.append(re.sub(r"[^A-Za-z0-9=,._-]", "_", text))
+    return "/".join(parts)
+
+
 def grid_points(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None) -> list[RunSpec]:
     """Every combination of the grid axes as a RunSpec (keys checked; values by :mod:`plantnseek.sweep_check`)."""
     grid = dict(config.get("grid") or {})
@@ -239,7 +252,7 @@ def grid_points(config: dict[str, Any], overrides: dict[str, list[Any]] | None =
                 if section == "pruning" and run["pruning"] is None:
                     run["pruning"] = {}
                 run[section][key] = value
-        name = re.sub(r"[^A-Za-z0-9=,._-]", "_", ",".join(f"{a}={v}" for a, v in values.items()))
+        name = run_name(values)
         if name in names:  # two points in one folder would overwrite each other's results
             raise UsageError(f"two grid points share the run folder {name!r}; give each axis distinct values")
         names.add(name)

@@ -38,3 +38,11 @@ def read_summary(trainer) -> dict:
 def make_pruning(**kw):
     kw.setdefault("post_epochs", 0)
     return Pruning(**kw)
+
+
+def run_dirs(root) -> list:
+    """Every run directory (one with a summary.json) under ``root``, in creation order."""
+    from pathlib import Path
+
+    found = [Path(d) for d, _, files in os.walk(root) if "summary.json" in files]
+    return sorted(found, key=lambda p: os.path.getmtime(p / "summary.json"))

@@ -30,7 +30,8 @@ def test_fit_fast_dev_run(task, in_tmp):
 def test_fit_writes_tensorboard_config_and_summary(config, in_tmp):
     extra = ["--trainer.callbacks.init_args.post_epochs", "1"] if "synflow" in config else ["--trainer.max_epochs", "1"]
     assert main(["fit", "--config", f"{CONFIGS}/{config}", "--model.width", "20", *extra, *TINY]) == 0
-    run = in_tmp / "lightning_logs" / "version_0"
+    name = "circle/synflow/0.1/seed1" if "synflow" in config else "circle/dense/seed1"
+    run = in_tmp / "lightning_logs" / name / "version_0"  # the run's TensorBoard name says what it is
     assert (run / "config.yaml").exists() and (run / "summary.json").exists()
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run))
     s = json.loads((run / "summary.json").read_text())
@@ -39,7 +40,8 @@ def test_fit_writes_tensorboard_config_and_summary(config, in_tmp):
         assert s["pruner"] == "synflow" and s["param_sparsity"] == pytest.approx(0.1, abs=0.001)
     # a second run never overwrites the first
     assert main(["fit", "--config", f"{CONFIGS}/circle.yaml", "--model.width", "20", "--trainer.max_epochs", "1", *TINY]) == 0
-    assert (in_tmp / "lightning_logs" / "version_1" / "summary.json").exists()
+    version = "version_0" if "synflow" in config else "version_1"
+    assert (in_tmp / "lightning_logs" / "circle/dense/seed1" / version / "summary.json").exists()
 
 
 def test_user_scorer_by_config(in_tmp):
@@ -103,9 +105,9 @@ def test_main_short_run_prints_the_reference_lines(in_tmp, capsys):
     for line in ("Parameter Sparsity: 545/5454 (0.0999)", "FLOP Sparsity:", "Sparsity of ticket: 0.0203773",
                  "Accuracy of ticket: 0.98", "Train results:", "Final"):
         assert line in out
-    assert (in_tmp / "results/test/circle_test/version_0/summary.json").exists()
+    assert (in_tmp / "results/test/circle_test/circle/synflow/0.1/seed1/version_0/summary.json").exists()
     assert main(["main", *argv]) == 0
-    assert (in_tmp / "results/test/circle_test/version_1/summary.json").exists()
+    assert (in_tmp / "results/test/circle_test/circle/synflow/0.1/seed1/version_1/summary.json").exists()
 
 
 @pytest.mark.slow

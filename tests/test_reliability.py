@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from helpers import tiny
+from helpers import run_dirs, tiny
 from plantnseek.callbacks import SCORERS, Pruning, RunSummary
 from plantnseek.cli import main
 from plantnseek.lightning_cli import run_cli
@@ -59,8 +59,8 @@ trainer:
       init_args: {pruner: snip, sparsity: 0.3, post_epochs: 1}
 """)
     assert main(["fit", "--config", str(config)]) == 0
-    a = json.loads((in_tmp / "res/m/version_0/summary.json").read_text())
-    b = json.loads((in_tmp / "lightning_logs/version_0/summary.json").read_text())
+    a = json.loads((run_dirs(in_tmp / "res/m")[0] / "summary.json").read_text())
+    b = json.loads((run_dirs(in_tmp / "lightning_logs")[0] / "summary.json").read_text())
     for key in ("final", "history", "recovery", "param_kept", "layers", "ticket"):
         assert a[key] == b[key], key
 
@@ -69,7 +69,7 @@ def test_test_from_checkpoint_reproduces_the_final_metric(in_tmp):
     assert main(["fit", "--config", f"{CONFIGS}/synflow_singleshot.yaml", "--model.width", "20",
                  "--data.n_samples", "800", "--data.prune_dataset_ratio", "5", "--trainer.enable_progress_bar", "false",
                  "--trainer.callbacks.init_args.post_epochs", "2"]) == 0
-    run = in_tmp / "lightning_logs/version_0"
+    run = run_dirs(in_tmp / "lightning_logs")[0]
     summary = json.loads((run / "summary.json").read_text())
     ckpt = run / "checkpoints/last.ckpt"
     cli = run_cli(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(ckpt),
@@ -78,19 +78,19 @@ def test_test_from_checkpoint_reproduces_the_final_metric(in_tmp):
     assert float(cli.trainer.callback_metrics["test/loss"]) == summary["final"]["loss"]
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     for i in range(4):
-        w, m = state[f"net.layers.{i}.weight"], state[f"net.layers.{i}.weight_mask"]
+        w, m = state[f"stack.weights.{i}"], state[f"stack.weight_mask_{i}"]
         assert bool((w[m == 0] == 0).all())  # pruned weights are stored as zeros
-        assert f"ticket.weight_{i}" in state
-    assert sum(int((state[f"ticket.weight_{i}"] != 0).sum()) for i in range(4)) == 108
+        assert f"tickets.0.weight_{i}" in state
+    assert sum(int((state[f"tickets.0.weight_{i}"] != 0).sum()) for i in range(4)) == 108
     for name, buf in cli.model.ticket.state_dict().items():  # the ticket comes back with the model
-        assert torch.equal(buf, state[f"ticket.{name}"])
+        assert torch.equal(buf, state[f"tickets.0.{name}"])
     assert cli.model.ticket.counts() == (108, 2 * 20 + 20 * 20 + 20 * 20 + 20 * 4)
 
 
 def test_checkpoint_of_another_network_is_refused(in_tmp, capsys):
     assert main(["fit", "--config", f"{CONFIGS}/relu.yaml", "--model.width", "5", "--data.n_samples", "600",
                  "--data.prune_dataset_ratio", "5", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]) == 0
-    ckpt = str(in_tmp / "lightning_logs/version_0/checkpoints/last.ckpt")
+    ckpt = str(run_dirs(in_tmp / "lightning_logs")[0] / "checkpoints/last.ckpt")
     before = sorted(os.listdir(in_tmp / "lightning_logs"))
     capsys.readouterr()
     assert main(["test", "--config", f"{CONFIGS}/circle.yaml", "--ckpt_path", ckpt]) == 2
@@ -158,7 +158,7 @@ def test_non_finite_scores_fail_the_run_with_a_recorded_reason(in_tmp, capsys):
         del sys.modules["nanscorer"]
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "non-finite scores in layers.0.bias" in err and "nanscorer" in err.lower()
-    s = json.loads((in_tmp / "r/nan/version_0/summary.json").read_text())
+    s = json.loads((run_dirs(in_tmp / "r/nan")[0] / "summary.json").read_text())
     assert s["status"] == "failed" and "non-finite scores in layers.0.bias" in s["reason"]
 
 
@@ -167,7 +167,7 @@ def test_diverging_loss_fails_the_run_naming_the_epoch(in_tmp, capsys):
                  "--sparsity", "1", "--exp-suffix", "div", "--result-dir", "r"])
     assert code == 1
     assert "diverged" in capsys.readouterr().err
-    s = json.loads((in_tmp / "r/div/version_0/summary.json").read_text())
+    s = json.loads((run_dirs(in_tmp / "r/div")[0] / "summary.json").read_text())
     assert s["status"] == "failed" and "epoch 0" in s["reason"]
 
 

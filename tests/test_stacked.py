@@ -7,7 +7,8 @@ from plantnseek.callbacks import Pruning, RunSummary
 from plantnseek.data import PlantedDataModule
 from plantnseek.metrics import RescaledMSE
 from plantnseek.module import PlantedMLP
-from plantnseek.stacked import StackedMLP, fit_stacked
+from plantnseek.layers import StackedMLP
+from plantnseek.stacked import fit_stacked
 
 
 def parts(dataset, pruner, sparsity, seed, **pruning):
@@ -34,9 +35,12 @@ def single(dataset, pruner, sparsity, seed, root, **pruning):
 def test_stacked_runs_equal_individual_runs(dataset, schedule, tmp_path):
     runs = [("synflow", 0.2, 1), ("snip", -1, 2), ("mag", 0.5, 3), ("grasp", 0.3, 4), ("rand", 0.3, 5)]
     expected = [single(dataset, *r, tmp_path / str(i), **dict(schedule)) for i, r in enumerate(runs)]
-    models, dms, prunings = zip(*(parts(dataset, *r, **dict(schedule)) for r in runs))
-    got = fit_stacked(models, dms, prunings)
-    for (want, want_model), have, have_model in zip(expected, got, models):
+    _, dms, prunings = zip(*(parts(dataset, *r, **dict(schedule)) for r in runs))
+    optimizer = schedule.get("optimizer", "adam")
+    stack = PlantedMLP(dataset=dataset, depth=4, width={"circle": 20, "relu": 5, "helix": 30}[dataset],
+                       seed=[r[2] for r in runs], optimizer=optimizer)
+    got = fit_stacked(stack, dms, prunings)
+    for (want, want_model), have, have_model in zip(expected, got, stack.runs):
         for a, b in zip(want_model.net.masked_parameters(), have_model.net.masked_parameters()):
             assert torch.equal(a[2], b[2]), a[0]  # identical masks
             torch.testing.assert_close(a[1], b[1], rtol=1e-3, atol=1e-4)  # weights
@@ -49,16 +53,34 @@ def test_stacked_runs_equal_individual_runs(dataset, schedule, tmp_path):
 
 
 def test_stacked_forward_is_each_run_forward():
-    members = [PlantedMLP(dataset="helix", depth=5, width=30, seed=s) for s in (1, 2, 3)]
-    net = StackedMLP(3, members[0].net.widths)
-    for r, m in enumerate(members):
+    """The stack's batched forward equals each run's own network, computed independently here."""
+    stack = PlantedMLP(dataset="helix", depth=5, width=30, seed=[1, 2, 3])
+    singles = [PlantedMLP(dataset="helix", depth=5, width=30, seed=s) for s in (1, 2, 3)]
+    for r, run in enumerate(stack.runs):
         with torch.no_grad():
-            m.net.layers[1].weight_mask[::2] = 0
-        net.load_run(r, m)
+            run.net.layers[1].weight_mask[r::2] = 0  # through the view: the stack sees it
     x = torch.rand(3, 7, 1)
-    out = net(x)
-    for r, m in enumerate(members):
-        torch.testing.assert_close(out[r], m(x[r]), rtol=1e-5, atol=1e-6)
+    out = stack(x)
+    for r, single in enumerate(singles):
+        h = x[r]
+        for l, layer in enumerate(single.net.layers):
+            mask = torch.ones_like(layer.weight)
+            if l == 1:
+                mask[r::2] = 0
+            h = h @ (layer.weight * mask).T + layer.bias
+            h = torch.relu(h) if l < 3 else h
+        torch.testing.assert_close(out[r], h, rtol=1e-5, atol=1e-6)
+
+
+def test_run_views_alias_the_stack():
+    """Writing through a run's view changes the stack, and training the stack changes the view."""
+    stack = PlantedMLP(dataset="circle", depth=4, width=20, seed=[1, 2])
+    view = stack.runs[1].net.layers[0]
+    with torch.no_grad():
+        view.weight_mask.zero_()
+        stack.stack.weights[0].add_(1.0)
+    assert stack.stack.weight_mask_0[1].sum() == 0 and stack.stack.weight_mask_0[0].sum() > 0
+    assert torch.equal(view.weight, stack.stack.weights[0][1])
 
 
 def test_rescaled_mse_with_a_runs_dimension_equals_per_run():

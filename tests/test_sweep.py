@@ -28,7 +28,7 @@ def test_smoke_sweep_end_to_end_with_resume_and_a_failing_run(in_tmp, capsys):
     with Image.open(in_tmp / "sw/figure.png") as im:
         im.verify()
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(in_tmp / "sw/tensorboard"))
-    run = in_tmp / "sw/runs/dataset=circle,pruner=synflow,sparsity=0.2"
+    run = in_tmp / "sw/runs/circle/synflow/0.2"  # a run's folder and TensorBoard name: its grid values
     assert (run / "summary.json").exists() and (run / "task.png").exists() and (run / "masks.png").exists()
     capsys.readouterr()
 
