@@ -120,12 +120,12 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     from plantnseek.callbacks.summary import one_line
     from plantnseek.reporting import ProgressLines, print_report
-    from plantnseek.runconfig import fit_config, run_name, write_config
+    from plantnseek.runconfig import fit_config, write_config
 
     quiet_lightning()
     name = args.exp_suffix or args.expid or "default"
-    logger = TensorBoardLogger(save_dir=args.result_dir, name=os.path.join(name, run_name(args.dataset, args.seed, pruning_args)),
-                               default_hp_metric=False)
+    # The reference's layout, <result-dir>/<exp-suffix>/version_N: the user names main's runs.
+    logger = TensorBoardLogger(save_dir=args.result_dir, name=name, default_hp_metric=False)
     callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last="link")] + ([ProgressLines()] if args.verbose or not sys.stdout.isatty() else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
                          enable_model_summary=False, max_epochs=pruning.total_epochs,

@@ -59,14 +59,14 @@ def read_checkpoint(path: str) -> RunSource:
         raise UsageError(f"cannot read checkpoint {path!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or "net.layers.0.weight" not in state or not isinstance(hp, dict) \
-            or not isinstance(hp.get("dataset"), str):
-        raise UsageError(f"{path!r} is not a plantnseek checkpoint (no planted network and dataset in it)")
+    if not isinstance(state, dict) or "stack.weights.0" not in state or not isinstance(hp, dict) \
+            or not isinstance(hp.get("dataset"), str) or state["stack.weights.0"].shape[0] != 1:
+        raise UsageError(f"{path!r} is not a plantnseek checkpoint of one run (no planted network and dataset in it)")
     layers: list[Layer] = []
-    while f"net.layers.{len(layers)}.weight" in state:
-        key = f"net.layers.{len(layers)}"
-        w = state[f"{key}.weight"].double() * state[f"{key}.weight_mask"].double()
-        b = state[f"{key}.bias"].double() * state[f"{key}.bias_mask"].double()
+    while f"stack.weights.{len(layers)}" in state:  # the run is a stack of one: slice 0 of each tensor
+        l = len(layers)
+        w = state[f"stack.weights.{l}"][0].double() * state[f"stack.weight_mask_{l}"][0].double()
+        b = state[f"stack.biases.{l}"][0].double() * state[f"stack.bias_mask_{l}"][0].double()
         layers.append((w.numpy(), b.numpy()))
     empty = [l for l, (w, _) in enumerate(layers) if not (w != 0).any()]
     if empty:

@@ -46,3 +46,11 @@ def run_dirs(root) -> list:
 
     found = [Path(d) for d, _, files in os.walk(root) if "summary.json" in files]
     return sorted(found, key=lambda p: os.path.getmtime(p / "summary.json"))
+
+
+def versions(root) -> list:
+    """The ``version_N`` run folders under ``root`` (any run name), in version order."""
+    from pathlib import Path
+
+    found = [p for p in Path(root).rglob("version_*") if p.is_dir()]
+    return sorted(found, key=lambda p: (int(p.name.split("_")[1]), str(p)))

@@ -105,9 +105,9 @@ def test_main_short_run_prints_the_reference_lines(in_tmp, capsys):
     for line in ("Parameter Sparsity: 545/5454 (0.0999)", "FLOP Sparsity:", "Sparsity of ticket: 0.0203773",
                  "Accuracy of ticket: 0.98", "Train results:", "Final"):
         assert line in out
-    assert (in_tmp / "results/test/circle_test/circle/synflow/0.1/seed1/version_0/summary.json").exists()
+    assert (in_tmp / "results/test/circle_test/version_0/summary.json").exists()
     assert main(["main", *argv]) == 0
-    assert (in_tmp / "results/test/circle_test/circle/synflow/0.1/seed1/version_1/summary.json").exists()
+    assert (in_tmp / "results/test/circle_test/version_1/summary.json").exists()
 
 
 @pytest.mark.slow

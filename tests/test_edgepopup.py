@@ -7,12 +7,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from helpers import tiny
+from helpers import MIN_W, tiny, versions
 from plantnseek.callbacks import EdgePopup, EdgePopupAnneal, Pruning, RunSummary, make_scorer
 from plantnseek.callbacks import edgepopup as ep
 from plantnseek.cli import main
 from plantnseek.errors import UsageError
 from plantnseek.masking import keep_count, select_by_threshold, topk_masks
+from plantnseek.module import PlantedMLP
 from plantnseek.stacked import fit_stacked
 
 
@@ -201,9 +202,10 @@ def test_stacked_edgepopup_equals_separate_runs(schedule, tmp_path):
                              num_sanity_val_steps=0, callbacks=[p, summary])
         trainer.fit(model, datamodule=dm)
         expected.append((summary.summary(trainer, model, "completed"), model))
-    models, dms, prunings = zip(*(stacked_parts("relu", make(), s, seed, schedule) for make, s, seed in runs))
-    got = fit_stacked(models, dms, prunings)
-    for (want, want_model), have, have_model in zip(expected, got, models):
+    _, dms, prunings = zip(*(stacked_parts("relu", make(), s, seed, schedule) for make, s, seed in runs))
+    stack = PlantedMLP(dataset="relu", depth=4, width=MIN_W["relu"], seed=[seed for _, _, seed in runs])
+    got = fit_stacked(stack, dms, prunings)
+    for (want, want_model), have, have_model in zip(expected, got, stack.runs):
         for a, b in zip(want_model.net.masked_parameters(), have_model.net.masked_parameters()):
             assert torch.equal(a[2], b[2]), a[0]
         assert have["pruner"] == want["pruner"] and have["recovery"] == want["recovery"]
@@ -235,7 +237,7 @@ trainer:
         post_epochs: 0
 """)
     assert main(["fit", "--config", "ep.yaml"]) == 0
-    assert json.loads((in_tmp / "lightning_logs/version_0/summary.json").read_text())["pruner"] == "edgepopup-anneal"
+    assert json.loads((versions(in_tmp / "lightning_logs")[0] / "summary.json").read_text())["pruner"] == "edgepopup-anneal"
     capsys.readouterr()
     for flag, message in [("epochs 0", "edge-popup epochs 0 is invalid; it must be at least 1"),
                           ("score_init zeros", "unknown edge-popup score_init 'zeros'; allowed: kaiming, magnitude")]:
@@ -243,4 +245,4 @@ trainer:
         assert main(["fit", "--config", "ep.yaml", f"--trainer.callbacks.init_args.pruner.init_args.{key}", value]) == 2
         err = capsys.readouterr().err.strip()
         assert err == f"plantnseek: error: {message}", err
-    assert sorted(os.listdir(in_tmp / "lightning_logs")) == ["version_0"]  # nothing written
+    assert [v.name for v in versions(in_tmp / "lightning_logs")] == ["version_0"]  # nothing written

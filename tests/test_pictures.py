@@ -2,7 +2,7 @@
 import pytorch_lightning as pl
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import tiny
+from helpers import versions, tiny
 from plantnseek.callbacks import Pruning, RunSummary
 from plantnseek.callbacks.pictures import Pictures, draw_run_pictures
 
@@ -15,7 +15,7 @@ def test_pictures_of_a_multishot_run_are_the_final_ones_and_reach_tensorboard(tm
                          callbacks=[pruning, RunSummary(verbose=False), pictures], enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = versions(tmp_path / "lightning_logs")[0]
     names = ["task.png", "masks.png", "scores_level1.png", "scores_level2.png"]
     for name in names:
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

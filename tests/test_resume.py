@@ -5,6 +5,8 @@ import shlex
 
 import pytest
 
+from helpers import versions
+
 from plantnseek.cli import main
 
 TINY = """
@@ -35,7 +37,7 @@ def summary(run):
 
 
 def runs(root):
-    return sorted(os.listdir(root / "lightning_logs"))
+    return [str(v.relative_to(root / "lightning_logs")) for v in versions(root / "lightning_logs")]
 
 
 @pytest.mark.parametrize("levels,pre,post,bias,cut", [
@@ -46,19 +48,19 @@ def test_resumed_summary_equals_uninterrupted(levels, pre, post, bias, cut, in_t
     plain = write(in_tmp / "plain.yaml", levels, pre, post, bias)
     cutting = write(in_tmp / "cut.yaml", levels, pre, post, bias, interrupt=cut)
     assert main(["fit", "--config", plain]) == 0
-    full = summary(in_tmp / "lightning_logs/version_0")
+    full = summary(versions(in_tmp / "lightning_logs")[0])
     capsys.readouterr()
     assert main(["fit", "--config", cutting]) == 130
     err = capsys.readouterr().err.strip()
     err = err.splitlines()[-1]  # (Lightning's start-up lines come before it)
-    run = str(in_tmp / "lightning_logs/version_1")
+    run = str(versions(in_tmp / "lightning_logs")[1])
     ckpt = os.path.join(run, "checkpoints", "last.ckpt")
     assert f"interrupted in epoch {cut}; saved {ckpt} and {run}/summary.json (status interrupted)" in err
     assert summary(run)["status"] == "interrupted"
     command = err.split("resume with: ")[1]
     assert command == f"plantnseek fit --config {run}/config.yaml --ckpt_path {ckpt}"
     assert main(shlex.split(command)[1:]) == 0
-    resumed = summary(in_tmp / "lightning_logs/version_2")
+    resumed = summary(versions(in_tmp / "lightning_logs")[2])
     assert resumed["status"] == "completed"
     assert set(resumed) == set(full)
     for key in full:  # every field: counts, scores, events, history, ticket, initial results
@@ -68,14 +70,14 @@ def test_resumed_summary_equals_uninterrupted(levels, pre, post, bias, cut, in_t
     # independent count: depth 4, width 20 circle has 2*20 + 20*20 + 20*4 weights and 20 + 20 + 4 biases
     assert full["param_prunable"] == 520 + (44 if bias else 0)
     assert full["param_kept"] == round(0.2 * full["param_prunable"])
-    pictures = sorted(p for p in os.listdir(in_tmp / "lightning_logs/version_2") if p.endswith(".png"))
+    pictures = sorted(p for p in os.listdir(versions(in_tmp / "lightning_logs")[2]) if p.endswith(".png"))
     assert pictures == ["masks.png"] + [f"scores_level{i}.png" for i in range(1, levels + 1)] + ["task.png"]
 
 
 def test_resume_under_other_settings_is_refused_naming_each_difference(in_tmp, capsys):
     base = write(in_tmp / "base.yaml", levels=2, pre=1, post=0, bias=False)
     assert main(["fit", "--config", base]) == 0
-    ckpt = str(in_tmp / "lightning_logs/version_0/checkpoints/last.ckpt")
+    ckpt = str(versions(in_tmp / "lightning_logs")[0] / "checkpoints/last.ckpt")
     before = runs(in_tmp)
     P = "--trainer.callbacks.init_args."
     cases = [
@@ -116,7 +118,7 @@ def test_main_interrupt_says_how_to_resume_and_the_command_works(in_tmp, capsys)
     command = err.split("resume with: ")[1]
     assert command.startswith(f"plantnseek fit --config {run}/config.yaml --ckpt_path {run}/checkpoints/")
     assert main(shlex.split(command)[1:]) == 0
-    (resumed,) = [summary(os.path.join("lightning_logs", v)) for v in os.listdir("lightning_logs")]
+    (resumed,) = [summary(v) for v in versions("lightning_logs")]
     assert resumed["status"] == "completed" and [e["level"] for e in resumed["prune_events"]] == [1, 2]
 
 
@@ -127,14 +129,14 @@ def test_refused_resume_is_one_line_in_a_fresh_process(in_tmp):
     exe = os.path.join(os.path.dirname(sys.executable), "plantnseek")
     base = write(in_tmp / "base.yaml", levels=1, pre=0, post=1)
     assert subprocess.run([exe, "fit", "--config", base], capture_output=True).returncode == 0
-    ckpt = str(in_tmp / "lightning_logs/version_0/checkpoints/last.ckpt")
+    ckpt = str(versions(in_tmp / "lightning_logs")[0] / "checkpoints/last.ckpt")
     out = subprocess.run([exe, "fit", "--config", base, "--trainer.callbacks.init_args.prune_bias", "true",
                           "--ckpt_path", ckpt], capture_output=True, text=True)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip() == ("plantnseek: error: the checkpoint was made with other settings: pruning.prune_bias "
                                   "False -> True; resume with the settings it was made with (its run's config.yaml), "
                                   "or start a new run without --ckpt_path")
-    assert runs(in_tmp) == ["version_0"]
+    assert [os.path.basename(r) for r in runs(in_tmp)] == ["version_0"]
 
 
 def test_programmatic_resume_under_other_pruning_settings_is_refused(tmp_path):

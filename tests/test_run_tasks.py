@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from helpers import fit, make_pruning, read_summary
+from helpers import versions, fit, make_pruning, read_summary
 from plantnseek.cli import main
 from plantnseek.data import PlantedDataModule
 from plantnseek.errors import UsageError
@@ -30,15 +30,15 @@ def sources(tmp_path_factory):
                      "--trainer.max_epochs", "1", *TINY]) == 0
     finally:
         os.chdir(cwd)
-    return {"circle": str(root / "lightning_logs/version_0"), "relu": str(root / "lightning_logs/version_1")}
+    return {"circle": str(versions(root / "lightning_logs")[0]), "relu": str(versions(root / "lightning_logs")[1])}
 
 
 def final_masked(run_dir):
     """The source's kept weights and biases, read independently of plantnseek."""
     state = torch.load(os.path.join(run_dir, "checkpoints/last.ckpt"), weights_only=True)["state_dict"]
-    n = sum(1 for k in state if k.startswith("net.layers.") and k.endswith(".weight_mask"))
-    return [(state[f"net.layers.{i}.weight"] * state[f"net.layers.{i}.weight_mask"],
-             state[f"net.layers.{i}.bias"] * state[f"net.layers.{i}.bias_mask"]) for i in range(n)]
+    n = sum(1 for k in state if k.startswith("stack.weight_mask_"))
+    return [(state[f"stack.weights.{i}"][0] * state[f"stack.weight_mask_{i}"][0],
+             state[f"stack.biases.{i}"][0] * state[f"stack.bias_mask_{i}"][0]) for i in range(n)]
 
 
 @pytest.mark.parametrize("task", ["circle", "relu"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import fit, make_pruning, read_summary
+from helpers import versions, fit, make_pruning, read_summary
 from plantnseek.cli import main
 from plantnseek.data import PlantedDataModule
 from plantnseek.errors import UsageError
@@ -144,7 +144,7 @@ def test_user_task_checkpoint_and_test(in_tmp, capsys):
     tiny = ["--data.n_samples", "600", "--data.prune_dataset_ratio", "5", "--trainer.enable_progress_bar", "false"]
     assert main(["fit", "--data.dataset", "bad_tasks.Good", "--model.depth", "4", "--model.width", "8",
                  "--trainer.max_epochs", "1", *tiny]) == 0
-    run = in_tmp / "lightning_logs/version_0"
+    run = versions(in_tmp / "lightning_logs")[0]
     assert (run / "task.png").exists() and (run / "summary.json").exists()
     ckpt = str(run / "checkpoints/last.ckpt")
     capsys.readouterr()
