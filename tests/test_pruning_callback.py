@@ -113,3 +113,25 @@ def test_bad_scores_are_refused(make, error, match):
     model, dm = tiny("circle", depth=4)
     with pytest.raises(error, match=match):
         Pruning(pruner=Fixed(make), sparsity=0.3).prune_level(model, 0, dm)
+
+
+def test_singleshot_prunes_before_the_first_epoch(tmp_path):
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import Callback
+
+    from plantnseek.callbacks import RunSummary
+
+    class Seen(Callback):
+        kept = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            Seen.kept.append(sum(int(l.weight_mask.sum()) for l in pl_module.net.layers))
+
+    model, dm = tiny("circle", depth=4)
+    pruning = Pruning(pruner="synflow", sparsity=0.2, pre_epochs=0, post_epochs=1)
+    trainer = pl.Trainer(accelerator="cpu", default_root_dir=str(tmp_path), logger=False, enable_checkpointing=False,
+                         callbacks=[pruning, Seen(), RunSummary(verbose=False)], enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=dm)
+    assert Seen.kept == [round(0.2 * 520)]
+    assert len(pruning.events) == 1 and "test_after_prune" in pruning.events[0]

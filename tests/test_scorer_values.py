@@ -277,3 +277,15 @@ def test_grasp_eps_keeps_a_tiny_sum_below_one():
             layer.bias.mul_(0.01)
     total = abs(float(sum(s.sum() for s in GraSP().score(context(net, batches=data())))))
     assert 0.98 < total < 0.999
+
+
+def test_snip_normalises_a_total_below_one_too():
+    net = tiny_net([3, 4, 3], seed=3)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.mul_(0.05)
+    batches = data(n_batches=1)
+    total = sum(g.abs().sum() for g in fd_mask_grads(net, batches, F.cross_entropy))
+    assert 0 < float(total) < 0.5
+    scores = SNIP().score(context(net, batches=batches))
+    assert float(sum(s.sum() for s in scores)) == pytest.approx(1.0, abs=1e-12)
