@@ -136,7 +136,7 @@ def test_main_bool_flags_parse_false(in_tmp, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["main", "--model", "fc"], "--model 'fc' is not supported"),
     (["main", "--mask-scope", "flow"], "--mask-scope flow is not supported"),
-    (["main", "--dataset", "mnist"], "--dataset 'mnist' is not supported"),
+    (["main", "--dataset", "mnist"], "unknown dataset 'mnist'; allowed: circle, relu, helix"),
     (["main", "--prune-bias", "maybe"], "'maybe' is not a boolean"),
     (["main", "--pruner", "magic"], "unknown pruner 'magic'"),
     (["main", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
