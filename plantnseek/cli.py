@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plantnseek: run failed: {failure} (status recorded in summary.json)", file=sys.stderr)
             return 1
         reason = union_reason(str(e))
-        if reason:  # e.g. a scorer's own check of its init_args, reported by jsonargparse as text only
+        if reason and not reason.startswith("Import path"):  # e.g. a scorer's own check of its init_args
             print(f"plantnseek: error: {reason}", file=sys.stderr)
             return 2
         if type(e).__name__ == "MisconfigurationException":  # Lightning's word for a bad trainer setting

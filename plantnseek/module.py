@@ -190,6 +190,13 @@ class PlantedMLP(pl.LightningModule):
         # Where each run's scalars go: the trainer's loggers for a single run, or one set per run (sweeps).
         self.run_loggers: list[list[Any]] | None = None
 
+    def train(self, mode: bool = True) -> "PlantedMLP":
+        """Train/eval mode for the stack and every run's view (the views are not submodules)."""
+        super().train(mode)
+        for run in getattr(self, "runs", []):
+            run.net.train(mode)
+        return self
+
     # -- a stack of one is its run -----------------------------------------------------------------------
     @property
     def only(self) -> Run:

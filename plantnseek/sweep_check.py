@@ -102,4 +102,4 @@ def validate(specs: list[RunSpec]) -> None:
             try:
                 check()
             except (TypeError, UsageError) as e:
-                raise UsageError(f"run {spec.name}: {e}") from None
+                raise UsageError(f"run {spec.point}: {e}") from None

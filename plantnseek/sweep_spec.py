@@ -54,6 +54,11 @@ class RunSpec:
     stack: bool = True
 
     @property
+    def point(self) -> str:
+        """The run's grid values as one would write them: ``pruner=mag,seed=1``."""
+        return ",".join(f"{a}={v}" for a, v in self.values.items())
+
+    @property
     def label(self) -> str:
         return str(self.pruning.get("pruner", "dense")) if self.pruning else "dense"
 

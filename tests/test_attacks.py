@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from helpers import versions
+
 from plantnseek.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,6 +99,6 @@ def test_failure_handler_survives_data_that_cannot_be_drawn(in_tmp, monkeypatch,
     monkeypatch.setattr(data, "make_splits", no_memory)
     assert main(["fit", *TINY, "--trainer.max_epochs", "1"]) == 1
     assert "out of memory" in capsys.readouterr().err.strip().splitlines()[-1]
-    (run,) = os.listdir(in_tmp / "lightning_logs")
-    s = json.loads((in_tmp / "lightning_logs" / run / "summary.json").read_text())
+    (run,) = versions(in_tmp / "lightning_logs")
+    s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "failed" and "MemoryError" in s["reason"]

@@ -92,10 +92,10 @@ def test_event_score_log_and_logged_metrics():
     assert metrics["prune/precision"] == rec["precision"] and metrics["prune/collapsed"] == float(rec["collapsed"])
     assert metrics["prune/kept/layers.1.weight"] == event["kept_fraction"]["layers.1.weight"]
     for row in rec["layers"]:
-        assert metrics[f"prune/recall/layer{row['layer']}"] == row["recall"]
-        assert metrics[f"prune/precision/layer{row['layer']}"] == row["precision"]
-    assert metrics["prune/dead_units/layer0"] == rec["layers"][0]["dead_units"]
-    assert "prune/dead_units/layer2" not in metrics  # the output layer has no units to die
+        assert metrics[f"prune/recall/layers.{row['layer']}.weight"] == row["recall"]
+        assert metrics[f"prune/precision/layers.{row['layer']}.weight"] == row["precision"]
+    assert metrics["prune/dead_units/layers.0"] == rec["layers"][0]["dead_units"]
+    assert "prune/dead_units/layers.2" not in metrics  # the output layer has no units to die
 
 
 def test_without_a_datamodule_no_test_results_for_data_free_scorers():

@@ -101,7 +101,7 @@ class Watch(Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         opt = trainer.optimizers[0]
         self.lrs.append(opt.param_groups[0]["lr"])
-        state = opt.state.get(next(iter(pl_module.net.parameters())), {})
+        state = opt.state.get(next(iter(pl_module.stack.parameters())), {})  # the optimizer trains the stack
         self.adam_steps.append(int(state["step"]) if "step" in state else 0)
         self.weights.append([p.detach().clone() for p in pl_module.net.parameters()])
 

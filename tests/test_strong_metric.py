@@ -10,11 +10,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from helpers import fit, read_summary, tiny
+from helpers import MIN_W, fit, read_summary, tiny
 from plantnseek.callbacks import Pruning, RunSummary
 from plantnseek.callbacks.summary import one_line
 from plantnseek.cli import main
 from plantnseek.module import plant_network
+from plantnseek.module import PlantedMLP
 from plantnseek.stacked import fit_stacked
 
 
@@ -70,9 +71,10 @@ def test_post_epochs_zero_ends_with_the_pruned_network(schedule, tmp_path):
     assert s["final"] == s["pruned"]  # not the metric of the network before its last pruning step
     assert s["pruned"]["rescaled_mse"] == pytest.approx(by_hand(model, dm), rel=1e-4)
     # stacked (with a second run): the same run gives the same numbers
-    models, dms = zip(tiny("helix", depth=4, seed=2), tiny("helix", depth=4, seed=3))
-    st, _ = fit_stacked(models, dms, [Pruning(pruner="synflow", sparsity=0.2, prune_bias=True, post_epochs=0,
-                                              **schedule) for _ in models])
+    _, dms = zip(tiny("helix", depth=4, seed=2), tiny("helix", depth=4, seed=3))
+    stack = PlantedMLP(dataset="helix", depth=4, width=MIN_W["helix"], seed=[2, 3])
+    st, _ = fit_stacked(stack, dms, [Pruning(pruner="synflow", sparsity=0.2, prune_bias=True, post_epochs=0,
+                                             **schedule) for _ in dms])
     assert st["final"] == st["pruned"]
     for k, v in s["pruned"].items():
         assert st["pruned"][k] == pytest.approx(v, rel=1e-5), k

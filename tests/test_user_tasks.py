@@ -130,7 +130,7 @@ grid:
     assert sorted(r["dataset"] for r in rows) == ["bad_tasks.Good", "bad_tasks.TwoClasses"]
     assert all(r["status"] == "completed" and float(r["recall"]) == 1.0 and float(r["precision"]) == 1.0
                for r in rows)
-    assert (in_tmp / "sw/runs/dataset=bad_tasks.Good,pruner=ticket,sparsity=ticket/task.png").exists()
+    assert (in_tmp / "sw/runs/bad_tasks.Good/ticket/ticket/task.png").exists()
 
 
 def test_task_is_checked_once_per_process():
