@@ -381,8 +381,12 @@ class Pruning(Callback):
 
         Checkpoints carry it, so a resume under other settings is refused rather than mislabelled.
         """
-        args = {k: v for k, v in sorted(vars(self.scorer).items())
-                if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None)))}
+        import inspect
+
+        # a scorer's constructor arguments (kept as attributes of the same name) are settings; counters are not
+        params = inspect.signature(type(self.scorer).__init__).parameters
+        args = {k: getattr(self.scorer, k) for k in sorted(params) if k != "self" and hasattr(self.scorer, k)
+                and isinstance(getattr(self.scorer, k), (bool, int, float, str, type(None)))}
         return {
             "pruner": self.pruner_path(), **{f"pruner.{k}": v for k, v in args.items()},
             "sparsity": self.sparsity, "compression": self.compression, "levels": self.levels,
