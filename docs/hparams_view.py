@@ -56,7 +56,8 @@ def main() -> None:
         if row == 0:
             cell.set_facecolor("#e8eef7")
             cell.set_text_props(weight="bold")
-    ax.set_title(f"TensorBoard HParams of {len(rows)} runs of {out} (read from the event files; sorted by final metric)",
+    ax.set_title(f"TensorBoard HParams of the {len(rows)} runs of sweep {os.path.basename(os.path.normpath(out))!r} "
+                 "(read from the event files; sorted by final metric)",
                  fontsize=10)
     fig.savefig(png, dpi=90, bbox_inches="tight")
 
