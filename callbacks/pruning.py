@@ -236,15 +236,17 @@ class Pruning(Callback):
         self.reset_pending = False
 
     def remember_initial(self, pl_module: pl.LightningModule) -> None:
-        self._initial = {k: v.detach().clone() for k, v in pl_module.net.named_parameters()}
+        """The initial values of every run of the model (a single run is a stack of one)."""
+        self._initial = {k: v.detach().clone() for k, v in pl_module.stack.named_parameters()}
 
     @torch.no_grad()
     def rewind_weights(self, pl_module: pl.LightningModule) -> None:
-        """Every weight and bias back to its initial planted value (pruned ones stay zero)."""
+        """Every weight and bias of every run back to its initial planted value (pruned ones stay zero)."""
         assert self._initial is not None, "remember_initial() was not called"
-        for name, p in pl_module.net.named_parameters():
+        for name, p in pl_module.stack.named_parameters():
             p.copy_(self._initial[name])
-        apply_masks(pl_module)
+        for run in pl_module.runs:
+            apply_masks(run)
 
     @torch.no_grad()
     def _reinitialize(self, pl_module: pl.LightningModule) -> None:

@@ -8,7 +8,6 @@ true/false/1/0/yes/no. ``--level L > 1`` runs multishot. Output goes to
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from typing import Any

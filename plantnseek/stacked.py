@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import pytorch_lightning as pl
 import torch
 
-from plantnseek.callbacks.pruning import Pruning, apply_masks
+from plantnseek.callbacks.pruning import Pruning
 
 
 class StackedPruning(Pruning):
@@ -38,17 +38,6 @@ class StackedPruning(Pruning):
         for p, run in zip(self.prunings, pl_module.runs):
             p.density = p.target_density(run)
         trainer.fit_loop.max_epochs = self.total_epochs
-
-    def remember_initial(self, pl_module: pl.LightningModule) -> None:
-        self._initial = {k: v.detach().clone() for k, v in pl_module.stack.named_parameters()}
-
-    @torch.no_grad()
-    def rewind_weights(self, pl_module: pl.LightningModule) -> None:
-        assert self._initial is not None, "remember_initial() was not called"
-        for name, p in pl_module.stack.named_parameters():
-            p.copy_(self._initial[name])
-        for run in pl_module.runs:
-            apply_masks(run)
 
     def prune_level(self, pl_module: pl.LightningModule, level: int, datamodule: Any = None,
                     trainer: pl.Trainer | None = None) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def check_shape_and_parts(spec: RunSpec) -> None:
     """Data, ticket fit, optimizer schedule and pruning of one (data, model, pruning) combination."""
     from plantnseek.callbacks.pruning import Pruning
     from plantnseek.data import PlantedDataModule
-    from plantnseek.module import network_widths
+    from plantnseek.planted import network_widths
     from plantnseek.registry import get_task
     from plantnseek.tickets import min_width
 

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from plantnseek.data import available_memory  # noqa: F401 - also patched in tests
 from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec
 from plantnseek.sweep_store import STAGED_SUMMARY, clear_run, complete_run, read_summary, record_failure, run_dir
 
@@ -60,18 +61,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
-
-
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo, in bytes (None where there is no such file)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def cap_workers(requested: int) -> tuple[int, str | None]:

@@ -6,7 +6,8 @@ import json
 
 from plantnseek.argparsing import CleanArgumentParser
 from plantnseek.data import PlantedDataModule
-from plantnseek.module import PlantedMLP, ticket_report
+from plantnseek.module import PlantedMLP
+from plantnseek.planted import ticket_report
 
 
 def build_parser() -> argparse.ArgumentParser:

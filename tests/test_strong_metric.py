@@ -14,7 +14,7 @@ from helpers import MIN_W, fit, read_summary, tiny
 from plantnseek.callbacks import Pruning, RunSummary
 from plantnseek.callbacks.summary import one_line
 from plantnseek.cli import main
-from plantnseek.module import plant_network
+from plantnseek.planted import plant_network
 from plantnseek.module import PlantedMLP
 from plantnseek.stacked import fit_stacked
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from plantnseek.errors import UsageError
-from plantnseek.module import PlantedMLP, plant_network
+from plantnseek.module import PlantedMLP
+from plantnseek.planted import plant_network
 from plantnseek.planting import ticket_forward
 from plantnseek.registry import get_task
 from plantnseek.tickets import BUILTIN_TASKS, min_width
