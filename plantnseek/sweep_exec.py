@@ -206,11 +206,10 @@ def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
     return rows
 
 
-def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[dict], None]) -> None:
+def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[list[dict]], None]) -> None:
     if workers <= 1 or len(batches) <= 1:
         for batch in batches:
-            for row in execute_batch(batch, out):
-                progress(row)
+            progress(execute_batch(batch, out))
         return
     import multiprocessing as mp
 
@@ -219,15 +218,14 @@ def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Ca
     with ctx.Pool(min(workers, len(batches)), initializer=worker_init, initargs=(os.getpid(),),
                   maxtasksperchild=20) as pool:
         for rows in pool.imap_unordered(_execute_star, [(batch, out) for batch in batches]):
-            for row in rows:
-                progress(row)
+            progress(rows)
 
 
 def _execute_star(args: tuple[list[RunSpec], str]) -> list[dict[str, Any]]:
     return execute_batch(*args)
 
 
-def run_submitit(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[dict], None]) -> None:
+def run_submitit(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[list[dict]], None]) -> None:
     import submitit
 
     executor = submitit.AutoExecutor(folder=os.path.join(out, "submitit"))
@@ -235,7 +233,6 @@ def run_submitit(batches: list[list[RunSpec]], out: str, workers: int, progress:
     jobs = executor.map_array(execute_batch, batches, [out] * len(batches))
     for job in submitit.helpers.as_completed(jobs):
         try:
-            for row in job.result():
-                progress(row)
+            progress(job.result())
         except Exception as e:  # noqa: BLE001 - a job that died outside execute_batch()
-            progress({"status": "failed", "error": f"{type(e).__name__}: {e}"})
+            progress([{"status": "failed", "error": f"{type(e).__name__}: {e}"}])

@@ -30,14 +30,16 @@ class Progress:
     def note(self, text: str) -> None:
         (self.bar.write if self.bar is not None else lambda t: print(t, file=self.stream, flush=True))(text)
 
-    def update(self, row: dict[str, Any]) -> None:
-        self.done += 1
-        if row.get("status") != "completed":
-            self.failed += 1
-            self.note(f"failed: {row.get('run_dir', '?')}: {row.get('error', '')}")
+    def update(self, rows: list[dict[str, Any]]) -> None:
+        """Runs that finished together (a stacked batch): one update, so the rate and ETA do not jump."""
+        self.done += len(rows)
+        for row in rows:
+            if row.get("status") != "completed":
+                self.failed += 1
+                self.note(f"failed: {row.get('run_dir', '?')}: {row.get('error', '')}")
         if self.bar is not None:
             self.bar.set_postfix(failed=self.failed, refresh=False)
-            self.bar.update(1)
+            self.bar.update(len(rows))
             return
         percent = 100.0 * self.done / self.total
         if percent + 1e-9 >= self.next_percent or self.done == self.total:
