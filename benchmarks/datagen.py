@@ -68,7 +68,7 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
 
 def same_distribution(name: str, n: int) -> dict:
     """Compare the vectorised and loop samplers' draws (seeds 1 and 2) column by column."""
-    x, y = TASKS[name].sample(np.random.default_rng(1), n, 0.01)
+    x, y = get_task(name).sample(np.random.default_rng(1), n, 0.01)
     loop = LOOPS[name](np.random.default_rng(2), n, 0.01)
     fast = np.concatenate([np.asarray(x, dtype=float).reshape(n, -1), np.asarray(y, dtype=float).reshape(n, -1)], axis=1)
     critical = float(np.sqrt(-np.log(0.001 / 2) / 2) * np.sqrt(2 / n))

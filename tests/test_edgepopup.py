@@ -1,6 +1,5 @@
 """Edge-popup: exact top-k with a straight-through gradient, frozen weights, determinism, all tasks, stacked."""
 import json
-import os
 
 import pytest
 import pytorch_lightning as pl

@@ -7,7 +7,6 @@ from plantnseek.callbacks import Pruning, RunSummary
 from plantnseek.data import PlantedDataModule
 from plantnseek.metrics import RescaledMSE
 from plantnseek.module import PlantedMLP
-from plantnseek.layers import StackedMLP
 from plantnseek.stacked import fit_stacked
 
 
