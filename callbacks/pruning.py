@@ -65,8 +65,8 @@ def make_scorer(pruner: str | Scorer) -> Scorer:
 def apply_masks(pl_module: pl.LightningModule) -> None:
     """Zero the stored values of pruned parameters, so checkpoints show pruned weights as zeros.
 
-    The forward pass already multiplies by the mask; a pruned entry gets no gradient and zero weight
-    decay, so it stays zero through training.
+    Training keeps them zero: each step re-zeroes pruned entries after the optimizer moves them
+    (``StackedMLP.zero_pruned``), which is what lets the training forward skip the mask multiply.
     """
     for _, p, m in pl_module.net.masked_parameters(bias=True):
         p.mul_(m)

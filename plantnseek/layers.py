@@ -11,7 +11,7 @@ entry contributes nothing forward and gets no gradient backward.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,13 @@ class MaskedMLP(nn.Module):
                 yield f"layers.{i}.bias", layer.bias, layer.bias_mask
 
 
+class StackTensors(NamedTuple):
+    weights: list[Tensor]
+    biases: list[Tensor]
+    weight_masks: list[Tensor]
+    bias_masks: list[Tensor]
+
+
 class StackedMLP(nn.Module):
     """R masked MLPs of the same widths: weights ``[R, out, in]``, biases ``[R, out]``, and their masks."""
 
@@ -81,15 +88,41 @@ class StackedMLP(nn.Module):
     def masks(self, l: int) -> tuple[Tensor, Tensor]:
         return getattr(self, f"weight_mask_{l}"), getattr(self, f"bias_mask_{l}")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` is ``[R, B, d_in]``; returns ``[R, B, d_out]``."""
-        last = len(self.weights) - 1
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            wm, bm = self.masks(l)
-            x = torch.baddbmm((b * bm).unsqueeze(1), x, (w * wm).transpose(1, 2))
+    def tensors(self) -> StackTensors:
+        """Plain lists of the stack's tensors: a training step fetches them once, not per layer and step
+        (indexing a ParameterList costs more than the small ops it feeds)."""
+        masks = [self.masks(l) for l in range(len(self.weights))]
+        return StackTensors(list(self.weights), list(self.biases), [m for m, _ in masks], [m for _, m in masks])
+
+    def forward(self, x: Tensor, masked: bool = True, tensors: StackTensors | None = None) -> Tensor:
+        """``x`` is ``[R, B, d_in]``; returns ``[R, B, d_out]``.
+
+        Activations run feature-major (``[R, d, B]``), so ``W h`` puts each weight's gradient out of the
+        matmul in the weight's own ``[R, out, in]`` layout: no strided copy into ``.grad`` (that copy
+        took about a third of a training step). ``masked=False`` skips the mask multiply; it is exact
+        only while pruned entries are stored as zeros (:meth:`zero_pruned`), which training keeps.
+        """
+        t = tensors or self.tensors()
+        h = x.transpose(1, 2)
+        last = len(t.weights) - 1
+        for l, (w, b) in enumerate(zip(t.weights, t.biases)):
+            if masked:
+                w, b = w * t.weight_masks[l], b * t.bias_masks[l]
+            h = torch.baddbmm(b.unsqueeze(2), w, h)
             if l < last:
-                x = torch.relu(x)
-        return x
+                h = torch.relu_(h)  # in place: baddbmm's backward needs its inputs, not its output
+        return h.transpose(1, 2)
+
+    @torch.no_grad()
+    def zero_pruned(self, tensors: StackTensors | None = None) -> None:
+        """Store every pruned weight and bias as exactly zero (one fused multiply by the masks).
+
+        Training calls this after each optimizer step: the step may move a pruned entry (Adam's moment
+        of an earlier gradient, or the dense gradient of the unmasked forward), and zeroing it again
+        makes the unmasked forward equal the masked one, bit for bit, for the next step.
+        """
+        t = tensors or self.tensors()
+        torch._foreach_mul_(t.weights + t.biases, t.weight_masks + t.bias_masks)
 
     def run(self, r: int) -> MaskedMLP:
         """Run ``r`` as a :class:`MaskedMLP` whose parameters and masks alias this stack's slice ``r``."""
