@@ -12,6 +12,7 @@ import sys
 from typing import Callable
 
 from plantnseek.errors import Interrupted, RunFailure, UsageError
+from plantnseek.tuning import keep_freed_memory, one_thread_by_default
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -180,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: your own scorer modules next to your configs import
     quiet_libraries()
+    keep_freed_memory()
+    one_thread_by_default()
     try:
         if command in LIGHTNING_COMMANDS:
             _lightning(argv)

@@ -30,6 +30,9 @@ def quiet_worker() -> None:
 
     import torch
 
+    from plantnseek.tuning import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     for name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning_fabric",
