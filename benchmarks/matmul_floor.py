@@ -1,6 +1,7 @@
 """How close a stacked training batch comes to the machine's matmul throughput.
 
-Times (1) a large ``torch.bmm`` — the floor: what these cores do on batched matrix products — and (2) one
+Times (1) a large ``torch.bmm`` — the floor: what these cores do on batched matrix products —, (1b) the
+stack's own hidden-layer product shape alone (``[R, 100, 100] @ [R, 100, 32]``), and (2) one
 epoch of a stacked batch of paper-grid runs (circle, depth 5, width 100, batch 32), whose arithmetic is
 counted analytically (forward 2·B·in·out per layer and run, backward twice that). Both in GFLOP/s, in
 the same process, alternating, so the gap to the floor is visible.
@@ -28,6 +29,16 @@ def bmm_gflops(size: int = 512, batch: int = 16) -> float:
     return 2 * batch * size**3 / (time.perf_counter() - start) / 1e9
 
 
+def stack_shape_gflops(runs: int, width: int = 100, batch: int = 32, repeats: int = 50) -> float:
+    """The stack's own hidden-layer product, ``[R, w, w] @ [R, w, B]``, alone: what its shape allows."""
+    w, h = torch.randn(runs, width, width), torch.randn(runs, width, batch)
+    torch.bmm(w, h)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.bmm(w, h)
+    return 2 * runs * width * width * batch * repeats / (time.perf_counter() - start) / 1e9
+
+
 def stacked_epoch(runs: int) -> tuple[float, float]:
     """(seconds, GFLOP) of one training epoch of ``runs`` stacked paper-grid runs (no pruning)."""
     import pytorch_lightning as pl
@@ -52,18 +63,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as in a sweep worker)")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from plantnseek.tuning import keep_freed_memory
+
+    keep_freed_memory()  # as sweep workers and CLI commands do
+    torch.set_num_threads(args.threads)
     floor, achieved = [], []
+    shape = []
     for _ in range(args.repeats):
         floor.append(bmm_gflops())
+        shape.append(stack_shape_gflops(args.runs))
         seconds, gflop = stacked_epoch(args.runs)
         achieved.append(gflop / seconds)
     emit({"benchmark": "matmul_floor", "threads": torch.get_num_threads(), "runs": args.runs,
-          "bmm_gflops": stats(floor), "stacked_epoch_gflops": stats(achieved),
-          "fraction_of_floor": round(stats(achieved)["median"] / stats(floor)["median"], 3)})
+          "bmm_gflops": stats(floor), "stack_shape_bmm_gflops": stats(shape), "stacked_epoch_gflops": stats(achieved),
+          "fraction_of_floor": round(stats(achieved)["median"] / stats(floor)["median"], 3),
+          "fraction_of_stack_shape": round(stats(achieved)["median"] / stats(shape)["median"], 3),
+          "load_average_1min": round(os.getloadavg()[0], 2)})
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def main() -> None:
     p.add_argument("--reference", default=os.environ.get("PLANTNSEEK_REFERENCE"),
                    help="the reference runner script (default: $PLANTNSEEK_REFERENCE)")
     p.add_argument("--repeats", type=int, default=4)
-    p.add_argument("--threads", default=None, help="also time plantnseek with OMP_NUM_THREADS=N (e.g. 1)")
+    p.add_argument("--threads", default=None,
+                   help="also time plantnseek with OMP_NUM_THREADS=N (its default is 1; e.g. 2 = torch's default here)")
+    p.add_argument("--busy", action="store_true", help="keep one core busy (a spinning process) during all timings")
     args = p.parse_args()
     ours = [os.path.join(os.path.dirname(sys.executable), "plantnseek"), "main", *EXAMPLE_1.split()]
     programs: dict[str, tuple[list[str], dict[str, str] | None]] = {"plantnseek": (ours, None)}
@@ -50,12 +52,17 @@ def main() -> None:
         ref = os.path.abspath(args.reference)
         programs["reference"] = ([ref, *EXAMPLE_1.replace("--result-dir results/test ", "").split()], None)
     times: dict[str, list[float]] = {k: [] for k in programs}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.repeats):  # A B A B ...: the same load for both
-            for name, (cmd, env) in programs.items():
-                times[name].append(wall(cmd, tmp, env))
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(args.repeats):  # A B A B ...: the same load for both
+                for name, (cmd, env) in programs.items():
+                    times[name].append(wall(cmd, tmp, env))
+    finally:
+        if hog is not None:
+            hog.kill()
     record = {"benchmark": "seed_example_1", "repeats": args.repeats, "machine": platform.machine(),
-              "cores": os.cpu_count(), "wall_s": {k: stats(v) for k, v in times.items()}}
+              "cores": os.cpu_count(), "busy_core": args.busy, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": {k: stats(v) for k, v in times.items()}}
     if "reference" in times:
         ref_median = stats(times["reference"])["median"]
         record["ratio_to_reference"] = {k: round(stats(v)["median"] / ref_median, 3)
