@@ -34,7 +34,7 @@ mutation: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[mutation]'
 	rm -rf $(MUT) && mkdir -p $(MUT)
 	cp -r plantnseek tests setup.cfg $(MUT)/ && cp -r callbacks $(MUT)/plantnseek/callbacks
-	cd $(MUT) && $(CURDIR)/$(BIN)/mutmut run; $(CURDIR)/$(BIN)/mutmut results --all true > results.txt; \
+	cd $(MUT) && $(CURDIR)/$(BIN)/mutmut run $(MUTMUT_ARGS); $(CURDIR)/$(BIN)/mutmut results --all true > results.txt; \
 	  grep -c ": killed" results.txt; grep -v ": killed" results.txt
 
 clean:

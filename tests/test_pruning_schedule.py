@@ -1,0 +1,132 @@
+"""When the pruning callback does what: levels due after each epoch, rewind, reinitialisation and the
+``pruned`` evaluation only after the last level — driven directly, without a Trainer, step by step."""
+import pytest
+import torch
+
+from helpers import tiny
+from plantnseek.callbacks import Pruning
+from plantnseek.callbacks.pruning import STREAM_REINIT
+from plantnseek.data import stream
+from plantnseek.planting import he_scaled_init
+
+
+class Logger:
+    def __init__(self):
+        self.logged = []
+
+    def log_metrics(self, metrics, step):
+        self.logged.append((step, metrics))
+
+
+class FakeTrainer:
+    def __init__(self, datamodule):
+        self.datamodule = datamodule
+        self.loggers = [Logger()]
+
+
+def params(model):
+    return [p.detach().clone() for p in model.net.parameters()]
+
+
+def masks(model):
+    return [m.detach().clone() for _, _, m in model.net.masked_parameters(bias=True)]
+
+
+def disturb(model):
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.5)
+
+
+def test_levels_run_when_their_pre_epochs_are_done():
+    model, dm = tiny("circle", depth=4)
+    trainer = FakeTrainer(dm)
+    pruning = Pruning(pruner="mag", sparsity=0.1, levels=3, pre_epochs=2)
+    pruning.density = pruning.target_density(model)
+    pruning.remember_initial(model)
+    done = []
+    for epochs in range(8):
+        pruning._run_due_levels(trainer, model, epochs_done=epochs)
+        done.append(pruning.levels_done)
+    assert done == [0, 0, 1, 1, 2, 2, 3, 3]  # level l after 2 l epochs, each once
+    assert [e["level"] for e in pruning.events] == [1, 2, 3]
+    # several levels due at once (a resume, or pre_epochs 0) run in order in one call
+    other = Pruning(pruner="mag", sparsity=0.1, levels=3, pre_epochs=0)
+    other.density = other.target_density(model)
+    other.remember_initial(model)
+    other._run_due_levels(trainer, model, epochs_done=0)
+    assert other.levels_done == 3 and [e["level"] for e in other.events] == [1, 2, 3]
+
+
+def test_rewind_after_every_level_and_the_reset_is_left_to_the_next_epoch():
+    model, dm = tiny("circle", depth=4)
+    trainer = FakeTrainer(dm)
+    initial = params(model)
+    pruning = Pruning(pruner="mag", sparsity=0.1, levels=2, pre_epochs=1)
+    pruning.density = pruning.target_density(model)
+    pruning.remember_initial(model)
+    disturb(model)  # as if trained for an epoch
+    pruning._run_due_levels(trainer, model, epochs_done=1)
+    assert pruning.levels_done == 1 and pruning.reset_pending is True
+    assert all(torch.equal(p, p0 * m) for p, p0, m in zip(params(model), initial, masks(model)))
+    assert pruning.pruned is None and trainer.loggers[0].logged[-1][0] == 1  # not the last level yet
+
+
+def test_without_rewind_the_trained_weights_stay():
+    model, dm = tiny("circle", depth=4)
+    trainer = FakeTrainer(dm)
+    pruning = Pruning(pruner="mag", sparsity=0.1, levels=2, pre_epochs=1, rewind=False)
+    pruning.density = pruning.target_density(model)
+    pruning.remember_initial(model)
+    disturb(model)
+    trained = params(model)
+    pruning._run_due_levels(trainer, model, epochs_done=1)
+    assert pruning.reset_pending is False
+    assert all(torch.equal(p, p0 * m) for p, p0, m in zip(params(model), trained, masks(model)))
+
+
+def test_reinitialize_only_after_the_last_level_and_pruned_recorded_once():
+    model, dm = tiny("circle", depth=4, seed=5)
+    trainer = FakeTrainer(dm)
+    run_logger = Logger()
+    model.run_loggers = [[run_logger]]  # the run's own logger (as in a sweep)
+    initial = params(model)
+    pruning = Pruning(pruner="mag", sparsity=0.1, levels=2, pre_epochs=1, reinitialize=True)
+    pruning.density = pruning.target_density(model)
+    pruning.remember_initial(model)
+    pruning._run_due_levels(trainer, model, epochs_done=1)
+    # level 1 of 2: rewound to the planted values, not reinitialised
+    assert all(torch.equal(p, p0 * m) for p, p0, m in zip(params(model), initial, masks(model)))
+    assert pruning.pruned is None
+    pruning._run_due_levels(trainer, model, epochs_done=2)
+    fresh = he_scaled_init(model.net.widths, stream(5, STREAM_REINIT))
+    expected = [torch.as_tensor(a, dtype=torch.float32) for wb in fresh for a in wb]
+    assert all(torch.equal(p, e * m) for p, e, m in zip(params(model), expected, masks(model)))
+    # the pruned network is evaluated once, as post-training starts from it (reinitialised)
+    assert pruning.pruned == model.evaluate(dm.test_dataloader())
+    assert run_logger.logged == [(0, {f"test_pruned/{k}": v for k, v in pruning.pruned.items()})]
+
+
+def test_a_schedule_without_training_prunes_at_fit_end():
+    model, dm = tiny("circle", depth=4)
+    trainer = FakeTrainer(dm)
+    trainer.current_epoch = 0
+    pruning = Pruning(pruner="mag", sparsity=0.1, levels=1, pre_epochs=0, post_epochs=0)
+    pruning.density = pruning.target_density(model)
+    pruning.on_fit_end(trainer, model)
+    assert pruning.levels_done == 1 and pruning._initial is not None and pruning.pruned is not None
+    kept = sum(int(m.sum()) for _, _, m in model.net.masked_parameters(bias=False))
+    assert kept == round(0.1 * sum(m.numel() for _, _, m in model.net.masked_parameters(bias=False)))
+    pruning.on_fit_end(trainer, model)  # a second call (fit ended again) does not prune again
+    assert len(pruning.events) == 1
+
+
+def test_ticket_density_counts_biases_only_when_they_are_prunable():
+    model, _ = tiny("circle", depth=4)
+    wm, bm = model.ticket.weight_masks(), model.ticket.bias_masks()
+    by_hand = sum(float(m.sum()) for m in wm) / sum(m.numel() for m in wm)
+    with_bias = (sum(float(m.sum()) for m in wm + bm)) / sum(m.numel() for m in wm + bm)
+    assert by_hand != pytest.approx(with_bias)
+    assert Pruning(sparsity=-1).ticket_density(model) == pytest.approx(by_hand)
+    assert Pruning(sparsity=-1, prune_bias=True).ticket_density(model) == pytest.approx(with_bias)
+    assert Pruning(sparsity=-1, prune_bias=True).target_density(model) == pytest.approx(with_bias)
