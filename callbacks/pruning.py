@@ -206,9 +206,11 @@ class Pruning(Callback):
             self._run_due_levels(trainer, pl_module, epochs_done=trainer.current_epoch)
 
     def _run_due_levels(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epochs_done: int) -> None:
-        while self.levels_done < self.levels and (self.levels_done + 1) * self.pre_epochs <= epochs_done:
-            self.prune_level(pl_module, self.levels_done, trainer.datamodule, trainer)
-            self.levels_done += 1
+        for level in range(self.levels_done, self.levels):  # a bounded loop: no schedule can spin forever
+            if (level + 1) * self.pre_epochs > epochs_done:
+                break
+            self.prune_level(pl_module, level, trainer.datamodule, trainer)
+            self.levels_done = level + 1
             if self.rewind:
                 self.rewind_weights(pl_module)
                 self.reset_pending = True

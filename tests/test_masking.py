@@ -116,6 +116,9 @@ def test_global_ranking_over_three_tensors_places_each_kept_entry():
     assert all(n.dtype == m.dtype and n.shape == m.shape for n, m in zip(new, masks))
     local = topk_masks(scores, masks, density=0.5, scope="local")  # round(1), round(1.5)=2, round(1)
     assert [m.tolist() for m in local] == [[[0.0, 1.0]], [1.0, 0.0, 1.0], [[0.0], [1.0]]]
+    assert all(n.dtype == m.dtype for n, m in zip(local, masks))
+    halves = topk_masks([torch.ones(4)], [torch.ones(4, dtype=torch.float64)], density=0.5, scope="local")
+    assert halves[0].dtype == torch.float64
 
 
 def test_unknown_scope_is_refused():
@@ -157,3 +160,20 @@ def test_reachable_follows_kept_paths_only():
     got = reachable([w0, w1])
     assert got[0].tolist() == [True, False] and got[1].tolist() == [False, True, False]
     assert reachable([torch.tensor([[0.0, 0.5]])])[0].tolist() == [True]  # any positive mask entry counts
+
+
+def test_collapse_looks_at_the_output_layer_of_a_deep_network():
+    w0, w1 = torch.ones(3, 2), torch.ones(3, 3)
+    cut = torch.zeros(1, 3)  # every hidden unit reachable, but no weight into the output
+    assert recovery([w0, w1, cut], [w0, w1, torch.ones(1, 3)])["collapsed"]
+    assert not recovery([w0, w1, torch.tensor([[0.0, 0.0, 1.0]])], [w0, w1, torch.ones(1, 3)])["collapsed"]
+
+
+def test_threshold_selection_ranks_nan_last_like_the_sort():
+    from plantnseek.masking import select_by_threshold
+
+    scores = torch.tensor([float("nan"), -1.0, -2.0, float("nan"), -3.0])
+    alive = torch.ones(5, dtype=torch.bool)
+    assert select_by_threshold(scores, alive, 3).tolist() == [False, True, True, False, True]
+    new = topk_masks([scores], [torch.ones(5)], density=0.6, scope="global")[0]
+    assert new.tolist() == [0, 1, 1, 0, 1]

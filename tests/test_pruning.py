@@ -3,7 +3,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from helpers import fit, make_pruning, read_summary, tiny
-from plantnseek.callbacks import SCORERS, Pruning, ScoringContext, SynFlow
+from plantnseek.callbacks import SCORERS, Pruning, Scorer, ScoringContext, SynFlow
 from plantnseek.errors import UsageError
 
 SCORER_NAMES = list(SCORERS)
@@ -199,6 +199,11 @@ def test_reinitialize_draws_fresh_weights(in_tmp):
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
 
 
+class NeedsArguments(Scorer):
+    def __init__(self, power):
+        self.power = power
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"pruner": "magic"}, "unknown pruner 'magic'"),
     ({"pruner": "nowhere.Scorer"}, "cannot import pruner"),
@@ -210,7 +215,29 @@ def test_reinitialize_draws_fresh_weights(in_tmp):
     ({"sparsity": 0.0}, "sparsity 0.0"),
     ({"sparsity": 1.5}, "sparsity 1.5"),
     ({"sparsity": None, "compression": -1}, "compression -1"),
+    ({"pruner": "magic"}, "allowed: rand, mag, snip, grasp, synflow, ticket, edgepopup"),
+    ({"scope": "flow"}, "allowed: global, local"),
+    ({"schedule": "cubic"}, "allowed: exponential, linear"),
+    ({"sparsity": "0.1"}, "sparsity '0.1' is invalid; it must be a number"),
+    ({"sparsity": float("nan")}, "sparsity nan is invalid; it must be a finite number"),
+    ({"sparsity": None, "compression": "2"}, "compression '2' is invalid; it must be a number"),
+    ({"levels": 1.5}, "levels 1.5 is invalid; it must be an integer"),
+    ({"prune_epochs": 2.0}, "prune_epochs 2.0 is invalid; it must be an integer"),
+    ({"pre_epochs": 0.5}, "pre_epochs 0.5 is invalid; it must be an integer"),
+    ({"post_epochs": "3"}, "post_epochs '3' is invalid; it must be an integer"),
+    ({"pre_epochs": -1}, "pre_epochs -1 is invalid; it must be at least 0"),
+    ({"post_epochs": -1}, "post_epochs -1 is invalid; it must be at least 0"),
+    ({"pruner": "test_pruning.NeedsArguments"}, r"pruner 'test_pruning.NeedsArguments' cannot be built without "
+                                               r"arguments .*init_args"),
 ])
 def test_bad_pruning_arguments(kwargs, match):
     with pytest.raises(UsageError, match=match):
         Pruning(**kwargs)
+
+
+def test_documented_defaults():
+    p = Pruning()
+    assert (p.scorer.name, p.sparsity, p.compression, p.levels, p.pre_epochs, p.post_epochs, p.prune_epochs) == \
+        ("synflow", 0.1, None, 1, 0, 10, 1)
+    assert (p.schedule, p.scope, p.prune_bias, p.invert, p.shuffle, p.reinitialize, p.prune_train_mode, p.rewind) == \
+        ("exponential", "global", False, False, False, False, False, False)

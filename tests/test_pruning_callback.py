@@ -108,6 +108,9 @@ def test_without_a_datamodule_no_test_results_for_data_free_scorers():
     (lambda ctx: [p.detach().abs() for p in ctx.params][:-1], RuntimeError, "returned 2 score tensors for 3"),
     (lambda ctx: [p.detach().abs().flatten() for p in ctx.params], RuntimeError, r"scored layers.0.weight with shape \(40,\)"),
     (lambda ctx: [torch.full_like(p, float("inf")) for p in ctx.params], RunFailure, "non-finite scores in layers.0.weight"),
+    (lambda ctx: torch.ones(3), RunFailure, "pruner 'fixed' returned Tensor; score\\(\\) must return a list of torch tensors"),
+    (lambda ctx: [p.detach().numpy() for p in ctx.params[:1]] + [1.0] + [p.detach() for p in ctx.params[2:]],
+     RunFailure, "pruner 'fixed' returned a list holding float, ndarray; score"),
 ])
 def test_bad_scores_are_refused(make, error, match):
     model, dm = tiny("circle", depth=4)
@@ -135,3 +138,95 @@ def test_singleshot_prunes_before_the_first_epoch(tmp_path):
     trainer.fit(model, datamodule=dm)
     assert Seen.kept == [round(0.2 * 520)]
     assert len(pruning.events) == 1 and "test_after_prune" in pruning.events[0]
+
+
+@pytest.mark.parametrize("pruner,match", [("snip", "needs data"), ("grasp", "needs data"),
+                                          ("edgepopup", "trains on data")])
+def test_scorers_that_need_data_refuse_a_datamodule_without_it(pruner, match):
+    model, _ = tiny("circle", depth=4)
+
+    class NoData:
+        pass
+
+    for datamodule in (None, NoData()):
+        with pytest.raises(UsageError, match=f"pruner '{pruner}' {match}: use a plantnseek.PlantedDataModule"):
+            Pruning(pruner=pruner, sparsity=0.3).prune_level(model, 0, datamodule)
+
+
+class Record(Scorer):
+    """Records the scoring context it is given; scores like magnitude."""
+
+    uses_data = False
+    uses_train = False
+
+    def __init__(self):
+        self.seen = []
+
+    def score(self, ctx):
+        self.seen.append({"generator_seed": ctx.generator.initial_seed(), "batches": ctx.batches,
+                          "train": ctx.train, "batch_size": ctx.batch_size, "density": ctx.density,
+                          "scope": ctx.scope})
+        return [p.detach().abs() for p in ctx.params]
+
+
+def test_each_scoring_round_gets_its_own_seeded_generator():
+    from plantnseek.callbacks.pruning import STREAM_SCORE
+    from plantnseek.data import torch_generator
+
+    seen = {}
+    for seed in (1, 2):
+        model, dm = tiny("circle", depth=4, seed=seed)
+        scorer = Record()
+        pruning = Pruning(pruner=scorer, sparsity=0.1, levels=2, prune_epochs=2)
+        for level in range(2):
+            pruning.prune_level(model, level, dm)
+        seen[seed] = [c["generator_seed"] for c in scorer.seen]
+        # (seed, stream, level, round) -> the generator: pinned, so a run's random scores never change
+        assert seen[seed] == [torch_generator(seed, STREAM_SCORE, l, r).initial_seed() for l in (0, 1) for r in (0, 1)]
+    assert len(set(seen[1] + seen[2])) == 8  # every seed, level and round draws afresh
+
+
+def test_data_free_scorers_get_no_batches_and_trainers_get_the_train_split():
+    model, dm = tiny("circle", depth=4)
+    scorer = Record()
+    Pruning(pruner=scorer, sparsity=0.3, scope="local").prune_level(model, 0, dm)
+    (ctx,) = scorer.seen
+    assert ctx["batches"] == [] and ctx["train"] is None and ctx["scope"] == "local" and ctx["density"] == 0.3
+
+    class Trains(Record):
+        uses_train = True
+
+    from plantnseek.data import PlantedDataModule
+
+    dm = PlantedDataModule(dataset="circle", n_samples=600, train_batch_size=16, seed=1, prune_dataset_ratio=5)
+    trains = Trains()
+    Pruning(pruner=trains, sparsity=0.3).prune_level(model, 0, dm)
+    (ctx,) = trains.seen
+    assert ctx["batch_size"] == 16
+    x, y = ctx["train"]
+    x_ref, y_ref = dm.split("train")
+    assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+def test_shuffle_draws_from_its_own_stream_per_seed_and_level():
+    from plantnseek.callbacks.pruning import STREAM_SHUFFLE
+    from plantnseek.data import torch_generator
+    from plantnseek.masking import shuffle_masks
+
+    for seed in (1, 2):
+        model, dm = tiny("circle", depth=4, seed=seed)
+        twin, _ = tiny("circle", depth=4, seed=seed)
+        shuffled = Pruning(pruner="mag", sparsity=0.2, levels=2, shuffle=True)
+        plain = Pruning(pruner="mag", sparsity=0.2, levels=2)
+        for level in range(2):
+            alive = [m.clone() for _, _, m in model.net.masked_parameters(bias=False)]
+            # the same ranking on the twin, from the same starting masks, without the shuffle
+            with torch.no_grad():
+                for (_, _, m), a in zip(twin.net.masked_parameters(bias=False), alive):
+                    m.copy_(a)
+            plain.prune_level(twin, level, dm)
+            shuffled.prune_level(model, level, dm)
+            ranked = [m.clone() for _, _, m in twin.net.masked_parameters(bias=False)]
+            expected = shuffle_masks(ranked, alive, torch_generator(seed, STREAM_SHUFFLE, level))
+            got = [m for _, _, m in model.net.masked_parameters(bias=False)]
+            assert all(torch.equal(g, e) for g, e in zip(got, expected)), (seed, level)

@@ -7,6 +7,7 @@ from helpers import tiny
 from plantnseek.callbacks import Pruning
 from plantnseek.callbacks.pruning import STREAM_REINIT
 from plantnseek.data import stream
+from plantnseek.errors import UsageError
 from plantnseek.planting import he_scaled_init
 
 
@@ -130,3 +131,48 @@ def test_ticket_density_counts_biases_only_when_they_are_prunable():
     assert Pruning(sparsity=-1).ticket_density(model) == pytest.approx(by_hand)
     assert Pruning(sparsity=-1, prune_bias=True).ticket_density(model) == pytest.approx(with_bias)
     assert Pruning(sparsity=-1, prune_bias=True).target_density(model) == pytest.approx(with_bias)
+
+
+class FitLoop:
+    max_epochs = None
+
+
+class SetupTrainer:
+    def __init__(self):
+        self.fit_loop = FitLoop()
+
+
+def test_setup_checks_the_model_and_the_target_before_any_training():
+    model, _ = tiny("relu", depth=3, width=4)  # 8 prunable weights
+    trainer = SetupTrainer()
+    pruning = Pruning(pruner="mag", sparsity=0.25, levels=2, pre_epochs=3, post_epochs=4)
+    pruning.setup(trainer, model, stage="fit")
+    assert pruning.density == 0.25 and trainer.fit_loop.max_epochs == 10
+    other = SetupTrainer()
+    Pruning(pruner="mag", sparsity=0.25).setup(other, model, stage="test")  # only fitting is scheduled
+    assert other.fit_loop.max_epochs is None
+    with pytest.raises(UsageError, match="sparsity 0.05 keeps no parameter"):
+        Pruning(pruner="mag", sparsity=0.05).setup(SetupTrainer(), model, stage="fit")
+
+    class OnlyNet(torch.nn.Module):
+        net = model.net
+
+    class OnlyTicket(torch.nn.Module):
+        ticket = model.ticket
+
+    for wrong in (OnlyNet(), OnlyTicket(), torch.nn.Linear(2, 2)):
+        with pytest.raises(UsageError, match="the Pruning callback needs a plantnseek.PlantedMLP model"):
+            Pruning(pruner="mag").setup(SetupTrainer(), wrong, stage="fit")
+
+
+def test_pruned_is_not_recorded_without_a_test_split():
+    model, _ = tiny("circle", depth=4)
+
+    class NoTestSplit:
+        pass
+
+    for datamodule in (None, NoTestSplit()):
+        trainer = FakeTrainer(datamodule)
+        pruning = Pruning(pruner="mag", sparsity=0.1)
+        pruning.record_pruned(trainer, model)
+        assert pruning.pruned is None
