@@ -161,7 +161,7 @@ def test_setup_checks_the_model_and_the_target_before_any_training():
         ticket = model.ticket
 
     for wrong in (OnlyNet(), OnlyTicket(), torch.nn.Linear(2, 2)):
-        with pytest.raises(UsageError, match="the Pruning callback needs a plantnseek.PlantedMLP model"):
+        with pytest.raises(UsageError, match="^the Pruning callback needs a plantnseek.PlantedMLP model$"):
             Pruning(pruner="mag").setup(SetupTrainer(), wrong, stage="fit")
 
 
