@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import emit  # noqa: E402
 
 GROUPS = {"matmul": ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"),
-          "optimizer": ("aten::_fused_adam_", "aten::_fused_sgd_", "aten::_foreach_add_", "aten::_foreach_"),
-          "zero_pruned": ("aten::_foreach_mul_",)}
+          "zero_pruned": ("aten::_foreach_mul_",),  # before "optimizer": its prefix aten::_foreach_ also matches
+          "optimizer": ("aten::_fused_adam_", "aten::_fused_sgd_", "aten::_foreach_add_", "aten::_foreach_")}
 
 
 def group_of(name: str) -> str:
