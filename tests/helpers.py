@@ -54,3 +54,21 @@ def versions(root) -> list:
 
     found = [p for p in Path(root).rglob("version_*") if p.is_dir()]
     return sorted(found, key=lambda p: (int(p.name.split("_")[1]), str(p)))
+
+
+class RecordingLogger:
+    """A logger that keeps what it is given: ``(step, metrics)`` pairs."""
+
+    def __init__(self):
+        self.logged = []
+
+    def log_metrics(self, metrics, step):
+        self.logged.append((step, metrics))
+
+
+class FakeTrainer:
+    """Just what the Pruning callback reads of a trainer when a test drives it directly."""
+
+    def __init__(self, datamodule=None):
+        self.datamodule = datamodule
+        self.loggers = [RecordingLogger()]

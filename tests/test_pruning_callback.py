@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers import tiny
+from helpers import FakeTrainer, tiny
 from plantnseek.callbacks import Pruning, Scorer
 from plantnseek.callbacks.scorers import SNIP, GraSP, Mag, Rand, SynFlow, Ticket
 from plantnseek.errors import RunFailure, UsageError
@@ -50,19 +50,6 @@ def test_scoring_mode_is_restored(training):
     Pruning(pruner=Fixed(lambda ctx: seen.append(ctx.net.training) or [p.detach().abs() for p in ctx.params]),
             sparsity=0.5, prune_train_mode=not training).prune_level(model, 0, dm)
     assert seen == [not training] and model.net.training is training
-
-
-class Logger:
-    def __init__(self):
-        self.logged = []
-
-    def log_metrics(self, metrics, step):
-        self.logged.append((step, metrics))
-
-
-class FakeTrainer:
-    def __init__(self):
-        self.loggers = [Logger()]
 
 
 def test_event_score_log_and_logged_metrics():

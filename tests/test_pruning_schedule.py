@@ -3,26 +3,12 @@
 import pytest
 import torch
 
-from helpers import tiny
+from helpers import FakeTrainer, RecordingLogger, tiny
 from plantnseek.callbacks import Pruning
 from plantnseek.callbacks.pruning import STREAM_REINIT
 from plantnseek.data import stream
 from plantnseek.errors import UsageError
 from plantnseek.planting import he_scaled_init
-
-
-class Logger:
-    def __init__(self):
-        self.logged = []
-
-    def log_metrics(self, metrics, step):
-        self.logged.append((step, metrics))
-
-
-class FakeTrainer:
-    def __init__(self, datamodule):
-        self.datamodule = datamodule
-        self.loggers = [Logger()]
 
 
 def params(model):
@@ -89,7 +75,7 @@ def test_without_rewind_the_trained_weights_stay():
 def test_reinitialize_only_after_the_last_level_and_pruned_recorded_once():
     model, dm = tiny("circle", depth=4, seed=5)
     trainer = FakeTrainer(dm)
-    run_logger = Logger()
+    run_logger = RecordingLogger()
     model.run_loggers = [[run_logger]]  # the run's own logger (as in a sweep)
     initial = params(model)
     pruning = Pruning(pruner="mag", sparsity=0.1, levels=2, pre_epochs=1, reinitialize=True)
