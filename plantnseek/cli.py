@@ -12,7 +12,7 @@ import sys
 from typing import Callable
 
 from plantnseek.errors import Interrupted, RunFailure, UsageError
-from plantnseek.tuning import keep_freed_memory, one_thread_by_default
+from plantnseek.tuning import keep_freed_memory, lean_lightning_import, one_thread_by_default
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     keep_freed_memory()
     one_thread_by_default()
+    if command != "ticket":  # every other command trains or evaluates with Lightning
+        lean_lightning_import()
     try:
         if command in LIGHTNING_COMMANDS:
             _lightning(argv)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from plantnseek.errors import UsageError, check_number, check_seed
 from plantnseek.registry import CheckedTask, get_task
+from plantnseek.tuning import available_memory
 
 # Independent random streams derived from the one user seed.
 STREAM_PLANT, STREAM_DATA, STREAM_ORDER, STREAM_PRUNE = 0, 1, 2, 3
@@ -234,18 +235,6 @@ def data_settings(hp: Any) -> dict[str, Any]:
     counts its position in groups of that many batches.
     """
     return {f"data.{k}": v for k, v in hp.items() if k not in ("dataset", "seed")}
-
-
-def available_memory() -> int | None:
-    """Bytes this machine can still give (MemAvailable in /proc/meminfo); None where unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def sample_bytes(task: CheckedTask, n_samples: int) -> int:

@@ -15,9 +15,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from plantnseek.data import available_memory  # noqa: F401 - also patched in tests
 from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec
 from plantnseek.sweep_store import STAGED_SUMMARY, clear_run, complete_run, read_summary, record_failure, run_dir
+from plantnseek.tuning import available_memory  # noqa: F401 - also patched in tests
+from plantnseek.tuning import lean_lightning_import
 
 WORKER_MEMORY = 400 * 2**20  # what one worker process needs, about (measured ~320 MB)
 PR_SET_PDEATHSIG = 1
@@ -56,6 +57,7 @@ def worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(128 + signum))
     die_with_parent(parent)
+    lean_lightning_import()
     quiet_worker()
 
 
