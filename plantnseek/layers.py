@@ -11,7 +11,7 @@ entry contributes nothing forward and gets no gradient backward.
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +112,41 @@ class StackedMLP(nn.Module):
             if l < last:
                 h = torch.relu_(h)  # in place: baddbmm's backward needs its inputs, not its output
         return h.transpose(1, 2)
+
+    @torch.no_grad()
+    def train_gradients(self, x: Tensor, losses_of: Callable[[Tensor], Tensor],
+                        tensors: StackTensors | None = None) -> Tensor:
+        """Each run's loss on ``x`` (``[R, B, d_in]``), its gradients written into every ``.grad``.
+
+        A hand-written backward of the unmasked forward (exact while pruned entries are stored as
+        zeros, :meth:`zero_pruned`): the chain rule through ``h' = relu(W h + b)``, with each weight's
+        gradient ``delta h^T`` written by the matmul straight into its ``.grad`` and no autograd graph.
+        Measured against autograd's backward of the same forward, a 64-run step spends less in its
+        matmuls and allocates nothing per step. Only the loss (any task's, ``losses_of(out) -> [R]``)
+        goes through autograd, for ``d loss / d out``. The dense gradient of a pruned entry is not
+        zero; the optimizer step moves it and :meth:`zero_pruned` resets it.
+        """
+        t = tensors or self.tensors()
+        for p in (*t.weights, *t.biases):
+            if p.grad is None:
+                p.grad = torch.empty_like(p)
+        hs = [x.transpose(1, 2)]
+        last = len(t.weights) - 1
+        for l, (w, b) in enumerate(zip(t.weights, t.biases)):
+            h = torch.baddbmm(b.unsqueeze(2), w, hs[-1])
+            if l < last:
+                hs.append(torch.relu_(h))
+        out = h.transpose(1, 2).requires_grad_()
+        with torch.enable_grad():
+            losses = losses_of(out)
+            (delta,) = torch.autograd.grad(losses.sum(), out)
+        delta = delta.transpose(1, 2)  # [R, d_out, B]
+        for l in range(last, -1, -1):
+            torch.bmm(delta, hs[l].transpose(1, 2), out=t.weights[l].grad)
+            torch.sum(delta, dim=2, out=t.biases[l].grad)
+            if l > 0:  # the input's gradient is not needed
+                delta = torch.ops.aten.threshold_backward(torch.bmm(t.weights[l].transpose(1, 2), delta), hs[l], 0.0)
+        return losses.detach()
 
     @torch.no_grad()
     def zero_pruned(self, tensors: StackTensors | None = None) -> None:

@@ -1,6 +1,7 @@
 """The LightningModule: planted masked MLPs, trained as one stack; and the planted ticket as buffers."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -186,9 +187,7 @@ class PlantedMLP(pl.LightningModule):
         self.stack.zero_pruned(tensors)  # masks may have changed since the last step (pruning runs between steps)
         for i, b in enumerate(batches):
             x, y = as_runs(*b)
-            opt.zero_grad(set_to_none=True)
-            losses = run_losses(self.task, self.stack(x, masked=False, tensors=tensors), y)
-            losses.sum().backward()
+            losses = self.stack.train_gradients(x, partial(run_losses, self.task, y=y), tensors)
             (wrapped if i == len(batches) - 1 else opt).step()
             self.stack.zero_pruned(tensors)
             total += losses.detach().double() * x.shape[1]
