@@ -18,7 +18,6 @@ strong-ticket metric (the network as pruned, before any further training).
 from __future__ import annotations
 
 import copy
-import importlib
 from typing import Any
 
 import pytorch_lightning as pl
@@ -26,53 +25,21 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
+from plantnseek.callbacks.pruning_step import (STREAM_REINIT, STREAM_SCORE, STREAM_SHUFFLE, apply_masks, check_scores,
+                                               describe, event_metrics, make_scorer)
+from plantnseek.callbacks.pruning_state import PruningState
+from plantnseek.callbacks.scorers import Scorer, ScoringContext
 from plantnseek.data import stream, torch_generator
-from plantnseek.errors import RunFailure, UsageError, check_number
-from plantnseek.masking import recovery, resolve_density, schedule_densities, shuffle_masks, topk_masks
+from plantnseek.errors import UsageError, check_number
+from plantnseek.masking import resolve_density, schedule_densities, shuffle_masks, topk_masks
 from plantnseek.planting import he_scaled_init
-from plantnseek.callbacks.scorers import SCORERS, Scorer, ScoringContext
 
 SCOPES = ("global", "local")
 SCHEDULES = ("exponential", "linear")
-STREAM_SCORE, STREAM_SHUFFLE, STREAM_REINIT = 10, 11, 12
+__all__ = ["Pruning", "make_scorer", "apply_masks", "STREAM_SCORE", "STREAM_SHUFFLE", "STREAM_REINIT"]
 
 
-def make_scorer(pruner: str | Scorer) -> Scorer:
-    """A scorer from a built-in name, a dotted ``module.Class`` path, or an instance."""
-    if isinstance(pruner, Scorer):
-        return pruner
-    if not isinstance(pruner, str):
-        raise UsageError(f"pruner {pruner!r} is invalid; give a built-in name or a module.Class Scorer path")
-    if pruner in SCORERS:
-        return SCORERS[pruner]()
-    if "." in pruner:
-        module_name, _, cls_name = pruner.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
-        except (ImportError, AttributeError):
-            raise UsageError(f"cannot import pruner {pruner!r}; give a built-in name or an importable Scorer class")
-        if not (isinstance(cls, type) and issubclass(cls, Scorer)):
-            raise UsageError(f"pruner {pruner!r} is not a subclass of plantnseek.callbacks.Scorer")
-        try:
-            return cls()
-        except TypeError as e:  # a constructor that needs arguments
-            raise UsageError(f"pruner {pruner!r} cannot be built without arguments ({e}); give its arguments "
-                             f"in a config: pruner: {{class_path: {pruner}, init_args: {{...}}}}") from None
-    raise UsageError(f"unknown pruner {pruner!r}; allowed: {', '.join(SCORERS)}, or a module.Class Scorer path")
-
-
-@torch.no_grad()
-def apply_masks(pl_module: pl.LightningModule) -> None:
-    """Zero the stored values of pruned parameters, so checkpoints show pruned weights as zeros.
-
-    Training keeps them zero: each step re-zeroes pruned entries after the optimizer moves them
-    (``StackedMLP.zero_pruned``), which is what lets the training forward skip the mask multiply.
-    """
-    for _, p, m in pl_module.net.masked_parameters(bias=True):
-        p.mul_(m)
-
-
-class Pruning(Callback):
+class Pruning(PruningState, Callback):
     """Prune the planted MLP at initialisation (singleshot) or iteratively with rewinding (multishot).
 
     Args:
@@ -300,7 +267,7 @@ class Pruning(Callback):
                 )
                 with torch.enable_grad():
                     scores = self.scorer.score(ctx)
-                self._check_scores(scores, params)
+                check_scores(self.scorer.name, scores, params)
                 if self.invert:
                     scores = [-s for s in scores]
                 new = topk_masks(scores, ctx.masks, density, self.scope)
@@ -318,7 +285,7 @@ class Pruning(Callback):
         apply_masks(pl_module)
         self.score_log.append({"level": level + 1, "scores": dict(self.last_scores),
                                "masks": {n: m.detach().clone() for n, _, m in params}})
-        event = self.describe(pl_module, level, target)
+        event = describe(pl_module, params, level, target)
         if datamodule is not None:
             event["test_after_prune"] = pl_module.evaluate(datamodule.test_dataloader())
         self.events.append(event)
@@ -326,105 +293,6 @@ class Pruning(Callback):
             self._log_event(trainer.loggers, event)
         return event
 
-    def _check_scores(self, scores: Any, params: list[tuple[str, Any, Tensor]]) -> None:
-        """A scorer's result must be one finite tensor per prunable parameter, of its shape; otherwise the
-        run fails (recorded in summary.json) rather than masking with garbage."""
-        name = self.scorer.name
-        if not isinstance(scores, (list, tuple)) or not all(isinstance(s, Tensor) for s in scores):
-            got = type(scores).__name__ if not isinstance(scores, (list, tuple)) else \
-                f"a list holding {', '.join(sorted({type(s).__name__ for s in scores if not isinstance(s, Tensor)}))}"
-            raise RunFailure(f"pruner {name!r} returned {got}; score() must return a list of torch tensors, "
-                             f"one per prunable parameter")
-        if len(scores) != len(params):
-            raise RunFailure(f"pruner {name!r} returned {len(scores)} score tensors for "
-                             f"{len(params)} prunable parameters")
-        for s, (pname, p, _) in zip(scores, params):
-            if s.shape != p.shape:
-                raise RunFailure(f"pruner {name!r} scored {pname} with shape {tuple(s.shape)}, "
-                                 f"expected {tuple(p.shape)}")
-            if not torch.isfinite(s).all():
-                raise RunFailure(f"pruner {name!r} produced non-finite scores in {pname}")
-
-    def describe(self, pl_module: pl.LightningModule, level: int, target: float) -> dict[str, Any]:
-        """Kept fractions and ticket recovery after a pruning step."""
-        net = pl_module.net
-        prunable = self.prunable(pl_module)
-        kept = sum(int(m.sum()) for _, _, m in prunable)
-        total = sum(m.numel() for _, _, m in prunable)
-        rec = recovery([l.weight_mask for l in net.layers], pl_module.ticket.weight_masks())
-        return {
-            "level": level + 1, "density_target": target, "kept": kept, "prunable": total,
-            "density": kept / total,
-            "kept_fraction": {n: float(m.mean()) for n, _, m in prunable},
-            "recovery": rec,
-        }
-
     def _log_event(self, loggers: Any, event: dict[str, Any]) -> None:
-        metrics = {"prune/density": event["density"], "prune/recall": event["recovery"]["recall"],
-                   "prune/precision": event["recovery"]["precision"],
-                   "prune/collapsed": float(event["recovery"]["collapsed"])}
-        # One naming scheme: prune/<quantity>/<tensor or layer name, as in the state dict>.
-        metrics.update({f"prune/kept/{n}": v for n, v in event["kept_fraction"].items()})
-        for row in event["recovery"]["layers"]:
-            i = row["layer"]
-            metrics[f"prune/recall/layers.{i}.weight"] = row["recall"]
-            metrics[f"prune/precision/layers.{i}.weight"] = row["precision"]
-            if "dead_units" in row:
-                metrics[f"prune/dead_units/layers.{i}"] = row["dead_units"]
         for logger in loggers:
-            logger.log_metrics(metrics, step=len(self.events))
-
-    # -- checkpointing ---------------------------------------------------------------------------------
-    def pruner_path(self) -> str:
-        """The pruner as the user names it: a built-in name, or the scorer's ``module.Class``."""
-        cls = type(self.scorer)
-        return self.scorer.name if SCORERS.get(self.scorer.name) is cls else f"{cls.__module__}.{cls.__qualname__}"
-
-    def config(self) -> dict[str, Any]:
-        """Every setting that changes a pruned run's numbers (flat, JSON-safe): its fingerprint.
-
-        Checkpoints carry it, so a resume under other settings is refused rather than mislabelled.
-        """
-        import inspect
-
-        # a scorer's constructor arguments (kept as attributes of the same name) are settings; counters are not
-        params = inspect.signature(type(self.scorer).__init__).parameters
-        args = {k: getattr(self.scorer, k) for k in sorted(params) if k != "self" and hasattr(self.scorer, k)
-                and isinstance(getattr(self.scorer, k), (bool, int, float, str, type(None)))}
-        return {
-            "pruner": self.pruner_path(), **{f"pruner.{k}": v for k, v in args.items()},
-            "sparsity": self.sparsity, "compression": self.compression, "levels": self.levels,
-            "pre_epochs": self.pre_epochs, "post_epochs": self.post_epochs, "prune_epochs": self.prune_epochs,
-            "schedule": self.schedule, "scope": self.scope, "prune_bias": self.prune_bias, "invert": self.invert,
-            "shuffle": self.shuffle, "reinitialize": self.reinitialize, "prune_train_mode": self.prune_train_mode,
-            "rewind": self.rewind,
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "config": self.config(),
-            "levels_done": self.levels_done, "reset_pending": self.reset_pending, "events": self.events,
-            "initial": self._initial, "initial_optim": self._initial_optim, "initial_sched": self._initial_sched,
-            # what the summary's score statistics and the score pictures are drawn from
-            "last_scores": self.last_scores, "score_log": self.score_log, "pruned": self.pruned,
-        }
-
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        self._resuming_fit = trainer.state.fn == "fit"  # (called just before load_state_dict)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume a fit only under the settings the checkpoint was made with; evaluating may use others."""
-        from plantnseek.fingerprint import refuse_differences
-
-        if "config" in state_dict and getattr(self, "_resuming_fit", True):
-            refuse_differences({f"pruning.{k}": v for k, v in state_dict["config"].items()},
-                               {f"pruning.{k}": v for k, v in self.config().items()})
-        self.levels_done = state_dict["levels_done"]
-        self.reset_pending = state_dict["reset_pending"]
-        self.events = list(state_dict["events"])
-        self._initial = state_dict["initial"]
-        self._initial_optim = state_dict["initial_optim"]
-        self._initial_sched = state_dict["initial_sched"]
-        self.last_scores = dict(state_dict.get("last_scores", {}))
-        self.score_log = list(state_dict.get("score_log", []))
-        self.pruned = state_dict.get("pruned")
+            logger.log_metrics(event_metrics(event), step=len(self.events))
