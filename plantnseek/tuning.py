@@ -13,6 +13,7 @@ tensors live.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import sys
 import types
@@ -80,8 +81,10 @@ class _Compiler(types.ModuleType):
     """Stands in for ``torch._dynamo`` until something needs more than its idle names.
 
     ``disable(fn)`` returns ``fn`` and ``graph_break()`` does nothing, as both do where nothing
-    compiles; ``OptimizedModule`` (what ``torch.compile`` returns) matches nothing. Any other name loads the real
-    module, puts it in the stand-in's place and answers from it, so compiling still works if asked for.
+    compiles; ``OptimizedModule`` (what ``torch.compile`` returns) matches nothing. Any other name loads
+    the real module in the stand-in's place and answers from it, so compiling still works if asked
+    for. Its ``__path__`` is the real package's: ``import torch._dynamo.config`` loads that submodule
+    once, and the real package, when it loads, finds and keeps it.
     """
 
     class OptimizedModule:
@@ -99,14 +102,16 @@ class _Compiler(types.ModuleType):
         return None
 
     def __getattr__(self, name: str) -> Any:
+        if name == "__path__":  # where ``import torch._dynamo.<sub>`` finds its submodules
+            import torch
+
+            return [os.path.join(os.path.dirname(torch.__file__), "_dynamo")]
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(_load_real_compiler(self), name)
 
 
 def _load_real_compiler(stand_in: types.ModuleType) -> types.ModuleType:
-    import importlib
-
     import torch
 
     if sys.modules.get(COMPILER) is stand_in:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-REAL = "hasattr(sys.modules.get('torch._dynamo'), '__path__')"  # the real torch._dynamo is a package
+REAL = "getattr(sys.modules.get('torch._dynamo'), '__file__', None) is not None"  # the stand-in has no file
 
 
 def run_python(code: str, env: dict[str, str] | None = None) -> dict:
@@ -51,6 +51,28 @@ print(json.dumps({{"lean": lean, "before": before, "idle": idle, "after": {REAL}
                    "same": reset is torch._dynamo.reset, "attr": torch._dynamo is sys.modules['torch._dynamo']}}))
 """)
     assert out == {"lean": True, "before": False, "idle": True, "after": True, "same": True, "attr": True}
+
+
+def test_a_submodule_imported_under_the_stand_in_is_the_one_the_real_package_keeps():
+    """``import torch._dynamo.config`` works with the stand-in in place, runs the submodule once, and a
+    setting made on it is the one the compiler sees once the real package loads."""
+    out = run_python(f"""
+import gc, json, sys, types, warnings
+warnings.simplefilter("ignore")
+from plantnseek.tuning import lean_lightning_import
+lean_lightning_import()
+import torch._dynamo.config as config
+config.suppress_errors = True
+before = {REAL}
+import torch
+torch._dynamo.reset  # anything else: the real package loads
+real = sys.modules["torch._dynamo"]
+copies = sum(isinstance(m, types.ModuleType) and getattr(m, "__name__", "") == "torch._dynamo.config"
+             for m in gc.get_objects())
+print(json.dumps({{"before": before, "after": {REAL}, "copies": copies, "kept": real.config is config,
+                   "seen": sys.modules["torch._dynamo.eval_frame"].config.suppress_errors}}))
+""")
+    assert out == {"before": False, "after": True, "copies": 1, "kept": True, "seen": True}
 
 
 def test_a_stand_in_lightning_cannot_use_falls_back_to_the_usual_import():
