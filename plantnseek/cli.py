@@ -12,7 +12,8 @@ import sys
 from typing import Callable
 
 from plantnseek.errors import Interrupted, RunFailure, UsageError
-from plantnseek.tuning import keep_freed_memory, lean_lightning_import, one_thread_by_default
+from plantnseek.lean_import import lean_lightning_import
+from plantnseek.tuning import keep_freed_memory, one_thread_by_default
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 

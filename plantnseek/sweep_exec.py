@@ -18,8 +18,9 @@ from typing import Any, Callable
 from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec
 from plantnseek.sweep_store import STAGED_SUMMARY, clear_run, complete_run, read_summary, record_failure, run_dir
 from plantnseek.tuning import available_memory  # noqa: F401 - also patched in tests
-from plantnseek.tuning import lean_lightning_import
+from plantnseek.lean_import import lean_lightning_import
 
+SIGNAL_POLL_S = 0.2  # an untimed wait for results would never see a Ctrl-C delivered to another thread
 WORKER_MEMORY = 400 * 2**20  # what one worker process needs, about (measured ~320 MB)
 PR_SET_PDEATHSIG = 1
 
@@ -222,8 +223,23 @@ def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Ca
     # Leaving the block (normally, by an exception or by Ctrl-C) terminates the workers.
     with ctx.Pool(min(workers, len(batches)), initializer=worker_init, initargs=(os.getpid(),),
                   maxtasksperchild=20) as pool:
-        for rows in pool.imap_unordered(_execute_star, [(batch, out) for batch in batches]):
-            progress(rows)
+        results = pool.imap_unordered(_execute_star, [(batch, out) for batch in batches])
+        try:
+            while True:
+                try:
+                    rows = results.next(timeout=SIGNAL_POLL_S)
+                except mp.TimeoutError:
+                    continue  # the wait wakes: a Ctrl-C the kernel gave one of the pool's threads is raised now
+                except StopIteration:
+                    break
+                progress(rows)
+        except BaseException:
+            # Stopped (Ctrl-C, kill, an error): kill the workers outright. The pool's own terminate() sends
+            # SIGTERM and waits, and a worker whose main thread waits in a call that a signal delivered to
+            # another of its threads does not interrupt would keep the sweep waiting forever.
+            for worker in getattr(pool, "_pool", []):
+                worker.kill()
+            raise
 
 
 def _execute_star(args: tuple[list[RunSpec], str]) -> list[dict[str, Any]]:

@@ -24,7 +24,23 @@ class InterruptSweep(Scorer):
         with open(os.environ["PLANTNSEEK_TEST_PIDS"], "a") as f:
             f.write(f"{os.getpid()}\n")
         os.kill(os.getppid(), signal.SIGINT)
-        signal.pause()  # the sweep must end this worker
+        signal.pause()  # the sweep must end this worker (a SIGTERM given to another thread never ends pause())
+
+
+class InterruptSweepIgnoringTerm(Scorer):
+    """In a worker: ignore SIGTERM, note this process, press Ctrl-C on the sweep, wait: only a kill ends it."""
+
+    uses_data = False
+
+    def score(self, ctx):
+        import os
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with open(os.environ["PLANTNSEEK_TEST_PIDS"], "a") as f:
+            f.write(f"{os.getpid()}\n")
+        os.kill(os.getppid(), signal.SIGINT)
+        signal.pause()
 
 
 class Terminate(Scorer):

@@ -337,10 +337,14 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(grid, max_stack, done, in_t
 
 
 @pytest.mark.slow  # two worker processes start torch: ~15 s on an idle 2-core machine
-def test_ctrl_c_stops_the_parallel_workers(in_tmp, tmp_path):
+@pytest.mark.parametrize("scorer", ["InterruptSweep", "InterruptSweepIgnoringTerm"])
+def test_ctrl_c_stops_the_parallel_workers(in_tmp, tmp_path, scorer):
+    """Ctrl-C ends the sweep and its workers, even a worker that would not end on SIGTERM (before, the
+    sweep waited for such a worker forever; a SIGTERM that the kernel hands to another thread of a
+    worker waiting in pause() is the same case)."""
     pids = tmp_path / "pids.txt"
     args = ["sweep", "--config", write_config(tmp_path / "tiny.yaml"), "--out", "sw", "--workers", "2",
-            "--max-stack", "1", "--grid", "pruner=sweep_scorers.InterruptSweep", "--grid", "seed=1,2"]
+            "--max-stack", "1", "--grid", f"pruner=sweep_scorers.{scorer}", "--grid", "seed=1,2"]
     env = {**os.environ, "PLANTNSEEK_TEST_PIDS": str(pids), "PYTHONPATH": TESTS}
     proc = subprocess.run([sys.executable, "-m", "plantnseek.cli", *args], capture_output=True, text=True,
                           env=env, timeout=300)
