@@ -4,8 +4,8 @@ Times (1) a large ``torch.bmm`` — the floor: what these cores do on batched ma
 stack's own hidden-layer product shape alone (``[R, 100, 100] @ [R, 100, 32]``), and (2) one
 steady epoch of a stacked batch of paper-grid runs (circle, depth 5, width 100, batch 32), whose
 arithmetic is counted analytically (forward 2·B·in·out per layer and run, backward twice that but for
-the first layer's input). Both in GFLOP/s, in
-the same process, alternating, so the gap to the floor is visible.
+the first layer's input). Both in GFLOP/s, in the same process, alternating, so the gap to the floor
+is visible.
 
     .venv/bin/python benchmarks/matmul_floor.py [--runs 64] [--repeats 3]
 """
@@ -19,7 +19,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, stats  # noqa: E402
+from common import emit, stats, training_flop_per_sample  # noqa: E402
 
 
 def bmm_gflops(size: int = 512, batch: int = 16) -> float:
@@ -43,9 +43,7 @@ def stack_shape_gflops(runs: int, width: int = 100, batch: int = 32, repeats: in
 def stacked_epoch(runs: int) -> tuple[float, float]:
     """(seconds, GFLOP) of one steady training epoch of ``runs`` stacked paper-grid runs (no pruning).
 
-    The second epoch is timed: the first also makes the data and the step's buffers. Arithmetic per
-    sample and layer: forward, weight gradient and input gradient 2·in·out each (the first layer's
-    input needs no gradient).
+    The second epoch is timed: the first also makes the data and the step's buffers.
     """
     import pytorch_lightning as pl
 
@@ -53,7 +51,8 @@ def stacked_epoch(runs: int) -> tuple[float, float]:
     from plantnseek.module import PlantedMLP
 
     class EpochTimer(pl.Callback):
-        seconds: list[float] = []
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
 
         def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             self.start = time.perf_counter()
@@ -67,9 +66,7 @@ def stacked_epoch(runs: int) -> tuple[float, float]:
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, max_epochs=2, limit_val_batches=0,
                          callbacks=[timer])
-    widths = module.stack.widths
-    flop = 6 * sum(a * b for a, b in zip(widths[:-1], widths[1:])) - 2 * widths[0] * widths[1]
-    gflop = flop * dms[0].n_train * runs / 1e9
+    gflop = training_flop_per_sample(module.stack.widths) * dms[0].n_train * runs / 1e9
     trainer.fit(module, datamodule=StackedData(dms))
     return timer.seconds[-1], gflop
 

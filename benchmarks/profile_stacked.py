@@ -17,7 +17,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit  # noqa: E402
+from common import emit, training_flop_per_sample  # noqa: E402
 
 GROUPS = {"matmul": ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"),
           "zero_pruned": ("aten::_foreach_mul_",),  # before "optimizer": its prefix aten::_foreach_ also matches
@@ -63,8 +63,7 @@ def main() -> None:
             seconds["zero_pruned"] += children
             seconds["other_ops"] -= children
     seconds["python_lightning_autograd"] = max(0.0, wall - sum(seconds.values()))
-    widths = model.stack.widths
-    gflop = 6 * sum(a * b for a, b in zip(widths[:-1], widths[1:])) * dms[0].n_train * args.runs * args.epochs / 1e9
+    gflop = training_flop_per_sample(model.stack.widths) * dms[0].n_train * args.runs * args.epochs / 1e9
     emit({"benchmark": "profile_stacked", "runs": args.runs, "epochs": args.epochs, "wall_s": round(wall, 2),
           "gflops_achieved": round(gflop / wall, 1), "seconds": {k: round(v, 2) for k, v in seconds.items()},
           "share": {k: round(v / wall, 3) for k, v in seconds.items()},

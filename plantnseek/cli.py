@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     keep_freed_memory()
     one_thread_by_default()
-    if command != "ticket":  # every other command trains or evaluates with Lightning
+    if command in LIGHTNING_COMMANDS or command in ("main", "sweep"):  # those that train or evaluate
         lean_lightning_import()
     try:
         if command in LIGHTNING_COMMANDS:

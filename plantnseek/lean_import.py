@@ -105,9 +105,9 @@ def lean_lightning_import(stand_in: types.ModuleType | None = None) -> bool:
     commands nor Lightning use it: Lightning names ``OptimizedModule`` for isinstance checks and wraps
     methods in ``torch.compiler.disable``; torch's optimizers wrap theirs in a lazy disable and call
     ``graph_break()`` around each step. The commands never compile a model, so :class:`_Compiler`
-    stands in for it for the whole process (anything beyond those names loads the real module). If Lightning fails to import with the
-    stand-in (another version), what that left is dropped and it is imported as usual. Only the
-    command line calls this, never a library import of plantnseek.
+    stands in for it for the whole process (anything beyond those names loads the real module). If
+    Lightning fails to import with the stand-in (another version), what that left is dropped and it is
+    imported as usual. Only the command line calls this, never a library import of plantnseek.
     """
     if "pytorch_lightning" in sys.modules or COMPILER in sys.modules:
         return False

@@ -15,10 +15,10 @@ import threading
 import time
 from typing import Any, Callable
 
+from plantnseek.lean_import import lean_lightning_import
 from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec
 from plantnseek.sweep_store import STAGED_SUMMARY, clear_run, complete_run, read_summary, record_failure, run_dir
 from plantnseek.tuning import available_memory  # noqa: F401 - also patched in tests
-from plantnseek.lean_import import lean_lightning_import
 
 SIGNAL_POLL_S = 0.2  # an untimed wait for results would never see a Ctrl-C delivered to another thread
 WORKER_MEMORY = 400 * 2**20  # what one worker process needs, about (measured ~320 MB)

@@ -16,31 +16,24 @@ class InterruptSweep(Scorer):
     """In a worker: note this process, press Ctrl-C on the sweep (the parent), wait to be stopped."""
 
     uses_data = False
+    ignore_term = False
 
     def score(self, ctx):
         import os
         import signal
 
+        if self.ignore_term:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with open(os.environ["PLANTNSEEK_TEST_PIDS"], "a") as f:
             f.write(f"{os.getpid()}\n")
         os.kill(os.getppid(), signal.SIGINT)
         signal.pause()  # the sweep must end this worker (a SIGTERM given to another thread never ends pause())
 
 
-class InterruptSweepIgnoringTerm(Scorer):
-    """In a worker: ignore SIGTERM, note this process, press Ctrl-C on the sweep, wait: only a kill ends it."""
+class InterruptSweepIgnoringTerm(InterruptSweep):
+    """The same, in a worker that ignores SIGTERM: only a kill ends it."""
 
-    uses_data = False
-
-    def score(self, ctx):
-        import os
-        import signal
-
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        with open(os.environ["PLANTNSEEK_TEST_PIDS"], "a") as f:
-            f.write(f"{os.getpid()}\n")
-        os.kill(os.getppid(), signal.SIGINT)
-        signal.pause()
+    ignore_term = True
 
 
 class Terminate(Scorer):
