@@ -1,6 +1,8 @@
 """Where a stacked batch's time goes: one epoch of R paper-grid runs through the real ``fit``, profiled.
 
-Ops are grouped by what they are for (self CPU time): the matrix products, the optimizer, keeping
+Training runs in the native kernel (``kernel``: forward, backward and optimizer of every run, one call
+per group of steps; ``PLANTNSEEK_KERNEL=torch`` profiles the PyTorch path instead). Other ops are
+grouped by what they are for (self CPU time): the matrix products, the optimizer, keeping
 pruned entries at zero, the other tensor ops (activations, bias sums, loss, metrics), and the rest
 (Python, Lightning, autograd bookkeeping) as wall time minus all ops. One thread, freed memory kept, as
 in a sweep worker.
@@ -39,6 +41,7 @@ def main() -> None:
     import pytorch_lightning as pl
     from torch.profiler import ProfilerActivity, profile
 
+    from plantnseek import kernel
     from plantnseek.data import PlantedDataModule, StackedData
     from plantnseek.module import PlantedMLP
     from plantnseek.tuning import keep_freed_memory
@@ -54,8 +57,10 @@ def main() -> None:
         start = time.perf_counter()
         trainer.fit(model, datamodule=StackedData(dms))
         wall = time.perf_counter() - start
-    seconds: dict[str, float] = {g: 0.0 for g in (*GROUPS, "other_ops")}
+    seconds: dict[str, float] = {"kernel": 0.0, **{g: 0.0 for g in (*GROUPS, "other_ops")}}
     for event in prof.key_averages():
+        if event.key == kernel.PROFILE_NAME:  # the native training kernel: one call per group of steps
+            seconds["kernel"] += event.cpu_time_total / 1e6
         if event.key.startswith("aten::"):
             seconds[group_of(event.key)] += event.self_cpu_time_total / 1e6
         if group_of(event.key) == "zero_pruned":  # on CPU it runs as one aten::mul_ per tensor, its children

@@ -239,8 +239,10 @@ class RunSummary(Callback):
 
     def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str, r: int = 0) -> dict[str, Any]:
         initial = self.initials[r] if self.initials else None
-        return build_summary(pl_module.runs[r], pruning_of(trainer, r), self._tickets(trainer, pl_module)[r],
+        data = build_summary(pl_module.runs[r], pruning_of(trainer, r), self._tickets(trainer, pl_module)[r],
                              initial, trainer.current_epoch, status)
+        data["training"] = pl_module.training_path()  # the native kernel or the PyTorch path (same mathematics)
+        return data
 
     def state_dict(self) -> dict[str, Any]:
         return {"tickets": self.tickets, "initials": self.initials}

@@ -187,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     if command in LIGHTNING_COMMANDS or command in ("main", "sweep"):  # those that train or evaluate
         lean_lightning_import()
     try:
+        if command in LIGHTNING_COMMANDS or command in ("main", "sweep"):
+            from plantnseek import kernel
+
+            kernel.check_setting()  # a bad PLANTNSEEK_KERNEL fails here, in one line, before any work
         if command in LIGHTNING_COMMANDS:
             _lightning(argv)
         elif command in COMMANDS:

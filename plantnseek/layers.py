@@ -1,7 +1,9 @@
 """The network: R masked MLPs of the same widths as one set of stacked tensors, and per-run views of it.
 
 Every run, alone or in a sweep, is a slice of a :class:`StackedMLP` (a single run is a stack of one), so
-training has one implementation: batched matmuls over a leading runs dimension. Per-run logic (scoring,
+training has one implementation for all: the native kernel trains the stack's tensors in place
+(:mod:`plantnseek.kernel`); without a C compiler, autograd and ``torch.optim`` do the same through the
+batched forward here. Per-run logic (scoring,
 masking, evaluation, pictures) works on :meth:`StackedMLP.run`, a :class:`MaskedMLP` whose parameters and
 masks *alias* that run's slice of the stack: writing a mask or rewinding a weight through the view changes
 the stack, and a training step on the stack is seen by the view, with nothing to copy or keep in sync.
@@ -11,7 +13,7 @@ entry contributes nothing forward and gets no gradient backward.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -114,46 +116,12 @@ class StackedMLP(nn.Module):
         return h.transpose(1, 2)
 
     @torch.no_grad()
-    def train_gradients(self, x: Tensor, losses_of: Callable[[Tensor], Tensor],
-                        tensors: StackTensors | None = None) -> Tensor:
-        """Each run's loss on ``x`` (``[R, B, d_in]``), its gradients written into every ``.grad``.
-
-        A hand-written backward of the unmasked forward (exact while pruned entries are stored as
-        zeros, :meth:`zero_pruned`): the chain rule through ``h' = relu(W h + b)``, with each weight's
-        gradient ``delta h^T`` written by the matmul straight into its ``.grad`` and no autograd graph.
-        Measured against autograd's backward of the same forward, a 64-run step spends less in its
-        matmuls and allocates nothing per step. Only the loss (any task's, ``losses_of(out) -> [R]``)
-        goes through autograd, for ``d loss / d out``. The dense gradient of a pruned entry is not
-        zero; the optimizer step moves it and :meth:`zero_pruned` resets it.
-        """
-        t = tensors or self.tensors()
-        for p in (*t.weights, *t.biases):
-            if p.grad is None:
-                p.grad = torch.empty_like(p)
-        hs = [x.transpose(1, 2)]
-        last = len(t.weights) - 1
-        for l, (w, b) in enumerate(zip(t.weights, t.biases)):
-            h = torch.baddbmm(b.unsqueeze(2), w, hs[-1])
-            if l < last:
-                hs.append(torch.relu_(h))
-        out = h.transpose(1, 2).requires_grad_()
-        with torch.enable_grad():
-            losses = losses_of(out)
-            (delta,) = torch.autograd.grad(losses.sum(), out)
-        delta = delta.transpose(1, 2)  # [R, d_out, B]
-        for l in range(last, -1, -1):
-            torch.bmm(delta, hs[l].transpose(1, 2), out=t.weights[l].grad)
-            torch.sum(delta, dim=2, out=t.biases[l].grad)
-            if l > 0:  # the input's gradient is not needed
-                delta = torch.ops.aten.threshold_backward(torch.bmm(t.weights[l].transpose(1, 2), delta), hs[l], 0.0)
-        return losses.detach()
-
-    @torch.no_grad()
     def zero_pruned(self, tensors: StackTensors | None = None) -> None:
         """Store every pruned weight and bias as exactly zero (one fused multiply by the masks).
 
-        Training calls this after each optimizer step: the step may move a pruned entry (Adam's moment
-        of an earlier gradient, or the dense gradient of the unmasked forward), and zeroing it again
+        Training calls this before its steps (masks change between them) and, on the PyTorch path, after
+        each optimizer step: the step may move a pruned entry (Adam's moment of an earlier gradient, or
+        the dense gradient of the unmasked forward), and zeroing it again
         makes the unmasked forward equal the masked one, bit for bit, for the next step.
         """
         t = tensors or self.tensors()

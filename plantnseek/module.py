@@ -1,7 +1,6 @@
 """The LightningModule: planted masked MLPs, trained as one stack; and the planted ticket as buffers."""
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -9,6 +8,7 @@ import torch
 from lightning_fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 
+from plantnseek import kernel
 from plantnseek.errors import RunFailure, UsageError, check_number, check_seed
 from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
 from plantnseek.layers import MaskedMLP, StackedMLP
@@ -179,21 +179,43 @@ class PlantedMLP(pl.LightningModule):
 
         The last step goes through Lightning's optimizer wrapper, so the trainer counts one step per call.
         """
-        batches = batch if isinstance(batch, list) else [batch]
+        batches = [as_runs(*b) for b in (batch if isinstance(batch, list) else [batch])]
         wrapped = self.optimizers()
         opt = wrapped.optimizer
-        total, count = torch.zeros(len(self.runs), dtype=torch.float64), 0
         tensors = self.stack.tensors()
         self.stack.zero_pruned(tensors)  # masks may have changed since the last step (pruning runs between steps)
-        for i, b in enumerate(batches):
-            x, y = as_runs(*b)
-            losses = self.stack.train_gradients(x, partial(run_losses, self.task, y=y), tensors)
+        if kernel.usable([*tensors.weights, *tensors.biases], opt):
+            total, count = kernel.train(*tensors, opt, batches, self.task.classification)
+            for p in self.stack.parameters():
+                p.grad = None
+            wrapped.step()  # no gradients: torch's update is a no-op; Lightning counts the step
+        else:
+            total, count = self._torch_steps(batches, wrapped, tensors)
+        self.train_loss.update(total, count)
+        return (total.sum() / count).float()
+
+    def training_path(self) -> str | None:
+        """Which implementation trains this model: ``kernel`` (native) or ``pytorch``; None before fit."""
+        opts = self.trainer.optimizers if self._trainer is not None else []
+        if not opts:
+            return None
+        t = self.stack.tensors()
+        return "kernel" if kernel.usable([*t.weights, *t.biases], opts[0]) else "pytorch"
+
+    def _torch_steps(self, batches: list[tuple[Tensor, Tensor]], wrapped: Any, tensors: Any) -> tuple[Tensor, int]:
+        """The PyTorch path (no C compiler, or an optimizer the kernel does not do): autograd through the
+        unmasked forward (exact while pruned entries are stored as zeros), then ``torch.optim``."""
+        opt = wrapped.optimizer
+        total, count = torch.zeros(len(self.runs), dtype=torch.float64), 0
+        for i, (x, y) in enumerate(batches):
+            opt.zero_grad(set_to_none=True)
+            losses = run_losses(self.task, self.stack(x, masked=False, tensors=tensors), y)
+            losses.sum().backward()  # runs are independent: each run's gradients are its own loss's
             (wrapped if i == len(batches) - 1 else opt).step()
             self.stack.zero_pruned(tensors)
             total += losses.detach().double() * x.shape[1]
             count += x.shape[1]
-        self.train_loss.update(total, count)
-        return (total.sum() / count).float()
+        return total, count
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()

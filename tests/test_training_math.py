@@ -1,9 +1,9 @@
 """Training against a plain PyTorch loop written here: masked forward, one loss per run, unfused Adam.
 
-The training step computes with the stored weights (pruned entries kept at zero after every step),
-feature-major activations and a fused optimizer; none of that may change the mathematics. The
-reference below shares none of it: per run, ``x (W * M)^T + b * M_b`` with ``F.linear`` and
-``torch.optim.Adam(foreach=False)``, over the same batches.
+Both training paths (the native kernel, and the PyTorch fallback with its hand-written backward and
+fused optimizer) compute with the stored weights (pruned entries kept at zero after every step);
+none of that may change the mathematics. The reference below shares none of it: per run,
+``x (W * M)^T + b * M_b`` with ``F.linear`` and ``torch.optim.Adam(foreach=False)``, over the same batches.
 """
 import pytorch_lightning as pl
 import pytest
@@ -39,8 +39,10 @@ def masked_reference(model, dms, masks, epochs, lr):
     return results
 
 
+@pytest.mark.parametrize("path", ["kernel", "pytorch"])
 @pytest.mark.parametrize("prune_first", [False, True])
-def test_stacked_training_equals_a_plain_masked_loop(tmp_path, prune_first):
+def test_stacked_training_equals_a_plain_masked_loop(tmp_path, prune_first, path, monkeypatch):
+    monkeypatch.setenv("PLANTNSEEK_KERNEL", "native" if path == "kernel" else "torch")
     model = PlantedMLP(dataset="circle", depth=4, width=20, seed=list(SEEDS), lr=0.01)
     dms = [PlantedDataModule(dataset="circle", n_samples=400, train_batch_size=32, seed=s, batches_per_step=3)
            for s in SEEDS]
@@ -60,6 +62,7 @@ def test_stacked_training_equals_a_plain_masked_loop(tmp_path, prune_first):
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          default_root_dir=str(tmp_path))
     trainer.fit(model, datamodule=StackedData(dms))
+    assert model.training_path() == path
     for r, (ws, bs) in enumerate(expected):
         for l in range(3):
             wm, bm = masks[r][0][l], masks[r][1][l]

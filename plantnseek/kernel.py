@@ -1,0 +1,245 @@
+"""The native training kernel (``kernel.c``): built once per machine, loaded with ctypes, used by training.
+
+A stacked PyTorch step is bound by memory traffic, not arithmetic: every step streams all runs' weights,
+gradients and optimizer moments through memory several times. The kernel trains one run at a time for
+all the steps of a call with that run's tensors in the core's cache (see ``kernel.c``); same
+mathematics as the PyTorch path (:meth:`StackedMLP.train_gradients` and ``torch.optim``), which stays as
+the fallback and as the tests' reference.
+
+It is compiled on first use with the system's C compiler (``$CC`` or ``cc``) into
+``$PLANTNSEEK_CACHE`` (default ``~/.cache/plantnseek``), named by a hash of source, flags and CPU, and
+written atomically (temporary file, then rename), so parallel workers may build it at the same time.
+``PLANTNSEEK_KERNEL`` chooses: ``auto`` (default; native when it builds, else PyTorch with one
+warning), ``native`` (an error if it cannot be built) or ``torch``.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from plantnseek.errors import RunFailure, UsageError
+
+SOURCE = Path(__file__).resolve().with_name("kernel.c")
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=gnu11", "-fPIC", "-shared")
+MODES = ("auto", "native", "torch")
+KINDS = {"adam": 0, "sgd": 1, "momentum": 2, "rms": 3}
+PROFILE_NAME = "plantnseek::kernel"  # the kernel's calls in torch.profiler's tables
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_failure: str | None = None
+
+
+def mode() -> str:
+    value = os.environ.get("PLANTNSEEK_KERNEL", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise UsageError(f"PLANTNSEEK_KERNEL={value!r} is invalid; allowed: {', '.join(MODES)}")
+    return value
+
+
+def check_setting() -> None:
+    """Refuse a bad ``PLANTNSEEK_KERNEL``, and in mode ``native`` a kernel that cannot be built."""
+    if mode() == "native":
+        load()
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on: a library built for one CPU may not run on another."""
+    text = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = "".join(sorted({line for line in f if line.startswith(("flags", "model name", "vendor_id"))}))
+    except OSError:
+        pass
+    return platform.machine() + text
+
+
+def library_path() -> Path:
+    cc = os.environ.get("CC", "cc")
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cc, *FLAGS, _cpu_signature())).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("PLANTNSEEK_CACHE") or Path.home() / ".cache" / "plantnseek")
+    return cache / f"kernel-{key}.so"
+
+
+def _build(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".kernel-", suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        cmd = [os.environ.get("CC", "cc"), *FLAGS, "-o", tmp, str(SOURCE), "-lm"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise OSError(f"{' '.join(cmd[:1])} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load() -> ctypes.CDLL | None:
+    """The kernel library (built if needed), or None in mode ``torch`` or when it cannot be built."""
+    global _library, _failure
+    if mode() == "torch":
+        return None
+    with _lock:
+        if _library is None and _failure is None:
+            try:
+                path = library_path()
+                if not path.exists():
+                    _build(path)
+                lib = ctypes.CDLL(str(path))
+                for name in ("pns_train_f32", "pns_train_f64"):
+                    getattr(lib, name).restype = ctypes.c_int
+                _library = lib
+            except (OSError, subprocess.SubprocessError) as e:
+                _failure = str(e) or type(e).__name__
+                if mode() == "auto":
+                    print(f"plantnseek: the native training kernel could not be built ({_failure}); training uses "
+                          "the PyTorch path (same mathematics, slower). PLANTNSEEK_KERNEL=torch silences this.",
+                          file=sys.stderr)
+    if _library is None and mode() == "native":
+        raise UsageError(f"PLANTNSEEK_KERNEL=native but the training kernel could not be built: {_failure}")
+    return _library
+
+
+def _optimizer_kind(opt: torch.optim.Optimizer) -> str | None:
+    """Which of make_optimizer's optimizers ``opt`` is, or None for anything the kernel does not do."""
+    if len(opt.param_groups) != 1:
+        return None
+    g = opt.param_groups[0]
+    if g.get("maximize") or g.get("differentiable"):
+        return None
+    if type(opt) is torch.optim.Adam and not g["amsgrad"] and not g.get("decoupled_weight_decay", False):
+        return "adam"
+    if type(opt) is torch.optim.SGD and g["dampening"] == 0:
+        if g["momentum"] == 0 and not g["nesterov"]:
+            return "sgd"
+        if g["momentum"] > 0 and g["nesterov"]:
+            return "momentum"
+    if type(opt) is torch.optim.RMSprop and not g["centered"] and g["momentum"] == 0:
+        return "rms"
+    return None
+
+
+def usable(params: Sequence[Tensor], opt: torch.optim.Optimizer) -> bool:
+    """True if the kernel can take this training step: a supported optimizer over exactly ``params``
+    (CPU, float32 or float64, contiguous), and the library loads."""
+    if _optimizer_kind(opt) is None or [id(p) for p in opt.param_groups[0]["params"]] != [id(p) for p in params]:
+        return False
+    dtype = params[0].dtype
+    if dtype not in (torch.float32, torch.float64) or any(
+            p.device.type != "cpu" or p.dtype != dtype or not p.is_contiguous() for p in params):
+        return False
+    return load() is not None
+
+
+def _states(opt: torch.optim.Optimizer, kind: str, params: Sequence[Tensor]) -> list[tuple[Tensor | None, Tensor | None]]:
+    """Each parameter's optimizer state in ``torch.optim``'s own format (made as its first step would),
+    so checkpoints, resumes and learning-rate schedules work the same on both paths."""
+    out = []
+    for p in params:
+        st = opt.state[p]
+        if kind in ("adam", "rms") and "step" not in st:
+            st["step"] = torch.tensor(0.0, dtype=torch.float32)
+        if kind == "adam":
+            for key in ("exp_avg", "exp_avg_sq"):
+                st.setdefault(key, torch.zeros_like(p, memory_format=torch.preserve_format))
+            out.append((st["exp_avg"], st["exp_avg_sq"]))
+        elif kind == "momentum":
+            if st.get("momentum_buffer") is None:
+                st["momentum_buffer"] = torch.zeros_like(p)  # torch's first step: buffer = grad = 0 * mu + grad
+            out.append((st["momentum_buffer"], None))
+        elif kind == "rms":
+            st.setdefault("square_avg", torch.zeros_like(p, memory_format=torch.preserve_format))
+            out.append((st["square_avg"], None))
+        else:
+            out.append((None, None))
+    return out
+
+
+def _hyper(kind: str, group: dict[str, Any]) -> list[float]:
+    lr, wd = float(group["lr"]), float(group["weight_decay"])
+    if kind == "adam":
+        return [lr, float(group["betas"][0]), float(group["betas"][1]), float(group["eps"]), wd]
+    if kind == "momentum":
+        return [lr, float(group["momentum"]), 0.0, 0.0, wd]
+    if kind == "rms":
+        return [lr, float(group["alpha"]), 0.0, float(group["eps"]), wd]
+    return [lr, 0.0, 0.0, 0.0, wd]
+
+
+def train(weights: Sequence[Tensor], biases: Sequence[Tensor], weight_masks: Sequence[Tensor],
+          bias_masks: Sequence[Tensor], opt: torch.optim.Optimizer, batches: Sequence[tuple[Tensor, Tensor]],
+          classification: bool) -> tuple[Tensor, int]:
+    """One optimizer step per ``(x [R, B, d_in], y)`` batch for every run of the stack, in the kernel.
+
+    Returns each run's summed loss x batch size (float64 ``[R]``) and the number of samples per run.
+    Requires :func:`usable`. Pruned entries must be stored as zeros on entry; they stay zero.
+    """
+    lib = load()
+    assert lib is not None
+    kind = _optimizer_kind(opt)
+    assert kind is not None
+    params = [*weights, *biases]
+    dtype = weights[0].dtype
+    runs, depth = weights[0].shape[0], len(weights)
+    widths = [weights[0].shape[2]] + [w.shape[1] for w in weights]
+    states = _states(opt, kind, params)
+    steps = opt.state[params[0]].get("step")
+    step0 = float(steps) if steps is not None else 0.0
+    ptrs = []
+    for l in range(depth):
+        (s1w, s2w), (s1b, s2b) = states[l], states[depth + l]
+        for t in (weights[l], biases[l], weight_masks[l], bias_masks[l], s1w, s2w, s1b, s2b):
+            if t is not None and (t.dtype != dtype or not t.is_contiguous()):
+                raise RunFailure(f"training state of dtype {t.dtype} or layout is not what the kernel takes")
+            ptrs.append(t.data_ptr() if t is not None else None)
+    c_ptrs = (ctypes.c_void_p * len(ptrs))(*ptrs)
+    c_widths = (ctypes.c_int * len(widths))(*widths)
+    hyper = (ctypes.c_double * 5)(*_hyper(kind, opt.param_groups[0]))
+    fn = lib.pns_train_f32 if dtype == torch.float32 else lib.pns_train_f64
+    total = torch.zeros(runs, dtype=torch.float64)
+    count = 0
+    for group in _equal_batches(batches):
+        xs = torch.stack([x for x, _ in group]).to(dtype).contiguous()
+        if classification:
+            ys = torch.stack([y for _, y in group]).to(torch.int64).contiguous()
+            if ys.numel() and (int(ys.min()) < 0 or int(ys.max()) >= widths[-1]):
+                raise RunFailure(f"class labels must lie in 0..{widths[-1] - 1}; got {int(ys.min())}..{int(ys.max())}")
+        else:
+            ys = torch.stack([y for _, y in group]).to(dtype).contiguous()
+        n_steps, batch = xs.shape[0], xs.shape[2]
+        with torch.profiler.record_function(PROFILE_NAME):
+            code = fn(depth, c_widths, runs, 0, runs, n_steps, batch, c_ptrs, ctypes.c_void_p(xs.data_ptr()),
+                      ctypes.c_void_p(ys.data_ptr()), int(classification), KINDS[kind], hyper,
+                      ctypes.c_double(step0), ctypes.c_void_p(total.data_ptr()))
+        if code != 0:
+            raise MemoryError(f"the training kernel failed (code {code}) for a stack of {runs} runs")
+        step0 += n_steps
+        count += n_steps * batch
+        for p in params:
+            st = opt.state[p]
+            if "step" in st:
+                st["step"] += n_steps
+    return total, count
+
+
+def _equal_batches(batches: Sequence[tuple[Tensor, Tensor]]) -> list[list[tuple[Tensor, Tensor]]]:
+    """Consecutive batches of one size (only an epoch's last batch is usually smaller)."""
+    groups: list[list[tuple[Tensor, Tensor]]] = []
+    for x, y in batches:
+        if groups and groups[-1][0][0].shape == x.shape:
+            groups[-1].append((x, y))
+        else:
+            groups.append([(x, y)])
+    return groups
