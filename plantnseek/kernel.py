@@ -34,6 +34,7 @@ SOURCE = Path(__file__).resolve().with_name("kernel.c")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=gnu11", "-fPIC", "-shared")
 MODES = ("auto", "native", "torch")
 KINDS = {"adam": 0, "sgd": 1, "momentum": 2, "rms": 3}
+MAX_LAYERS = 64  # kernel.c's MAX_LAYERS
 PROFILE_NAME = "plantnseek::kernel"  # the kernel's calls in torch.profiler's tables
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -64,11 +65,21 @@ def _cpu_signature() -> str:
     return platform.machine() + text
 
 
-def library_path() -> Path:
+def cache_dirs() -> list[Path]:
+    """Where the built library is kept: ``$PLANTNSEEK_CACHE`` or ``~/.cache/plantnseek``; if that cannot
+    be written, a folder of this user's under the temporary directory."""
+    preferred = Path(os.environ.get("PLANTNSEEK_CACHE") or Path.home() / ".cache" / "plantnseek")
+    return [preferred, Path(tempfile.gettempdir()) / f"plantnseek-{getattr(os, 'getuid', lambda: 0)()}"]
+
+
+def library_path(cache: Path | None = None) -> Path:
     cc = os.environ.get("CC", "cc")
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cc, *FLAGS, _cpu_signature())).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("PLANTNSEEK_CACHE") or Path.home() / ".cache" / "plantnseek")
-    return cache / f"kernel-{key}.so"
+    return (cache or cache_dirs()[0]) / f"kernel-{key}.so"
+
+
+class CompileError(OSError):
+    """The compiler is missing or failed (another folder would not help)."""
 
 
 def _build(path: Path) -> None:
@@ -77,13 +88,34 @@ def _build(path: Path) -> None:
     os.close(fd)
     try:
         cmd = [os.environ.get("CC", "cc"), *FLAGS, "-o", tmp, str(SOURCE), "-lm"]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise CompileError(f"{cmd[0]}: {e}") from e
         if done.returncode != 0:
-            raise OSError(f"{' '.join(cmd[:1])} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
-        os.replace(tmp, path)
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+            raise CompileError(f"{cmd[0]} failed: {last[0]}")
+        os.replace(tmp, path)  # atomic: a parallel builder or reader sees no library or a whole one
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _find_or_build() -> Path:
+    paths = [library_path(d) for d in cache_dirs()]
+    for path in paths:
+        if path.exists():
+            return path
+    for i, path in enumerate(paths):
+        try:
+            _build(path)
+            return path
+        except CompileError:
+            raise
+        except OSError:  # this folder cannot be written: try the next
+            if i == len(paths) - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def load() -> ctypes.CDLL | None:
@@ -94,10 +126,7 @@ def load() -> ctypes.CDLL | None:
     with _lock:
         if _library is None and _failure is None:
             try:
-                path = library_path()
-                if not path.exists():
-                    _build(path)
-                lib = ctypes.CDLL(str(path))
+                lib = ctypes.CDLL(str(_find_or_build()))
                 for name in ("pns_train_f32", "pns_train_f64"):
                     getattr(lib, name).restype = ctypes.c_int
                 _library = lib
@@ -135,6 +164,8 @@ def usable(params: Sequence[Tensor], opt: torch.optim.Optimizer) -> bool:
     """True if the kernel can take this training step: a supported optimizer over exactly ``params``
     (CPU, float32 or float64, contiguous), and the library loads."""
     if _optimizer_kind(opt) is None or [id(p) for p in opt.param_groups[0]["params"]] != [id(p) for p in params]:
+        return False
+    if not 1 <= len(params) // 2 <= MAX_LAYERS:
         return False
     dtype = params[0].dtype
     if dtype not in (torch.float32, torch.float64) or any(

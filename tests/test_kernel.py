@@ -187,21 +187,33 @@ USE = ("from plantnseek import kernel; import torch\n"
 
 
 def test_without_a_compiler_training_falls_back_with_one_warning(tmp_path):
+    (tmp_path / "tmp").mkdir()
     done = run_python(USE + "print(kernel.usable(p, torch.optim.Adam(p)))", CC=str(tmp_path / "no-cc"),
-                      PLANTNSEEK_CACHE=str(tmp_path / "cache"), PLANTNSEEK_KERNEL="auto")
+                      PLANTNSEEK_CACHE=str(tmp_path / "cache"), PLANTNSEEK_KERNEL="auto", TMPDIR=str(tmp_path / "tmp"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
     assert done.stderr.count("could not be built") == 1 and "PyTorch path" in done.stderr
     done = run_python(USE, CC=str(tmp_path / "no-cc"), PLANTNSEEK_CACHE=str(tmp_path / "cache"),
-                      PLANTNSEEK_KERNEL="native")
+                      PLANTNSEEK_KERNEL="native", TMPDIR=str(tmp_path / "tmp"))
     assert done.returncode != 0 and "PLANTNSEEK_KERNEL=native but the training kernel could not be built" in done.stderr
 
 
 def test_parallel_first_builds_leave_one_complete_library(tmp_path):
     cache = tmp_path / "cache"
-    env = {**os.environ, "PLANTNSEEK_CACHE": str(cache), "PLANTNSEEK_KERNEL": "native"}
+    (tmp_path / "tmp").mkdir()  # no library left in the temporary directory's fallback folder either
+    env = {**os.environ, "PLANTNSEEK_CACHE": str(cache), "PLANTNSEEK_KERNEL": "native", "TMPDIR": str(tmp_path / "tmp")}
     procs = [subprocess.Popen([sys.executable, "-c", USE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=env) for _ in range(3)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 and out.strip() == "True" for p, (out, _) in zip(procs, outs)), outs
     assert [f.name for f in cache.iterdir()] == [Path(kernel.library_path()).name]  # no temporary left behind
+
+
+def test_an_unwritable_cache_folder_falls_back_to_the_temporary_directory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    (tmp_path / "tmp").mkdir()
+    done = run_python(USE, PLANTNSEEK_CACHE=str(blocker / "cache"), PLANTNSEEK_KERNEL="native",
+                      TMPDIR=str(tmp_path / "tmp"))
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
+    assert [p.name for p in (tmp_path / "tmp").glob("plantnseek-*/kernel-*.so")] == [kernel.library_path().name]
