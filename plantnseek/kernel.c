@@ -206,6 +206,7 @@ int NAME(pns_train)(int L, const int *widths, int R, int r0, int r1, int S, int 
     }
     for (int l = 0; l <= L; l++) maxw = widths[l] > maxw ? widths[l] : maxw;
     int maxP = NAME(pad)(maxw), din = widths[0], dout = widths[L];
+    if ((size_t)maxP * Bp > INT32_MAX || (size_t)maxw * maxP > INT32_MAX) return -2; /* int indices below */
     int states = kind == ADAM ? 2 : (kind == SGD ? 0 : 1);
     /* per run: weights, masks, states (padded); biases, bias masks, states; activations (feature-major
      * and batch-major), two deltas, a weight and a bias gradient */

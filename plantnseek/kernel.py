@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from plantnseek.errors import RunFailure, UsageError
 SOURCE = Path(__file__).resolve().with_name("kernel.c")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=gnu11", "-fPIC", "-shared")
 MODES = ("auto", "native", "torch")
+CPU_FIELDS = ("flags", "model name", "vendor_id", "Features", "CPU implementer", "CPU part", "CPU architecture")
 KINDS = {"adam": 0, "sgd": 1, "momentum": 2, "rms": 3}
 MAX_LAYERS = 64  # kernel.c's MAX_LAYERS
 PROFILE_NAME = "plantnseek::kernel"  # the kernel's calls in torch.profiler's tables
@@ -59,15 +61,15 @@ def _cpu_signature() -> str:
     text = ""
     try:
         with open("/proc/cpuinfo") as f:
-            text = "".join(sorted({line for line in f if line.startswith(("flags", "model name", "vendor_id"))}))
+            text = "".join(sorted({line for line in f if line.startswith(CPU_FIELDS)}))
     except OSError:
         pass
     return platform.machine() + text
 
 
 def cache_dirs() -> list[Path]:
-    """Where the built library is kept: ``$PLANTNSEEK_CACHE`` or ``~/.cache/plantnseek``; if that cannot
-    be written, a folder of this user's under the temporary directory."""
+    """Where the built library is kept: ``$PLANTNSEEK_CACHE`` or ``~/.cache/plantnseek``; only if that
+    cannot be used, a private folder of this user's under the temporary directory."""
     preferred = Path(os.environ.get("PLANTNSEEK_CACHE") or Path.home() / ".cache" / "plantnseek")
     return [preferred, Path(tempfile.gettempdir()) / f"plantnseek-{getattr(os, 'getuid', lambda: 0)()}"]
 
@@ -93,29 +95,37 @@ def _build(path: Path) -> None:
         except (OSError, subprocess.SubprocessError) as e:
             raise CompileError(f"{cmd[0]}: {e}") from e
         if done.returncode != 0:
-            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-            raise CompileError(f"{cmd[0]} failed: {last[0]}")
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            errors = [line.strip() for line in lines if "error" in line.lower()]
+            raise CompileError(f"{cmd[0]} failed: {(errors or lines or [f'exit {done.returncode}'])[0]}")
         os.replace(tmp, path)  # atomic: a parallel builder or reader sees no library or a whole one
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def _in_folder(folder: Path, shared: bool) -> Path:
+    """The library in ``folder``, built there if missing. In the shared temporary directory only a folder
+    this user owns and nobody else can write is used: another user could plant a library there."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if shared:
+        st = folder.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise OSError(f"{folder} is not a private folder of this user")
+    path = library_path(folder)
+    if not path.exists():
+        _build(path)
+    return path
+
+
 def _find_or_build() -> Path:
-    paths = [library_path(d) for d in cache_dirs()]
-    for path in paths:
-        if path.exists():
-            return path
-    for i, path in enumerate(paths):
-        try:
-            _build(path)
-            return path
-        except CompileError:
-            raise
-        except OSError:  # this folder cannot be written: try the next
-            if i == len(paths) - 1:
-                raise
-    raise AssertionError("unreachable")
+    preferred, fallback = cache_dirs()
+    try:
+        return _in_folder(preferred, shared=False)
+    except CompileError:
+        raise  # another folder would not help
+    except OSError:  # the folder cannot be made or written
+        return _in_folder(fallback, shared=True)
 
 
 def load() -> ctypes.CDLL | None:
@@ -165,13 +175,33 @@ def usable(params: Sequence[Tensor], opt: torch.optim.Optimizer) -> bool:
     (CPU, float32 or float64, contiguous), and the library loads."""
     if _optimizer_kind(opt) is None or [id(p) for p in opt.param_groups[0]["params"]] != [id(p) for p in params]:
         return False
-    if not 1 <= len(params) // 2 <= MAX_LAYERS:
+    if not 1 <= len(params) // 2 <= MAX_LAYERS or _autocast():
         return False
     dtype = params[0].dtype
     if dtype not in (torch.float32, torch.float64) or any(
             p.device.type != "cpu" or p.dtype != dtype or not p.is_contiguous() for p in params):
         return False
     return load() is not None
+
+
+def _autocast() -> bool:
+    """Mixed precision (autocast) asks for low-precision products: the kernel computes in full precision,
+    so it steps aside for the PyTorch path rather than ignore the setting."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # older torch
+        return torch.is_autocast_cpu_enabled()
+
+
+def _check_shapes(params: Sequence[Tensor], masks: Sequence[Tensor],
+                  states: list[tuple[Tensor | None, Tensor | None]]) -> None:
+    """The kernel trusts every pointer it gets: refuse anything of another shape than its parameter."""
+    for p, m, pair in zip(params, masks, states):
+        for what, t in (("mask", m), ("optimizer state", pair[0]), ("optimizer state", pair[1])):
+            if t is not None and (t.shape != p.shape or t.dtype != p.dtype or t.device != p.device
+                                  or not t.is_contiguous()):
+                raise RunFailure(f"{what} of shape {tuple(t.shape)} ({t.dtype}) does not match its parameter "
+                                 f"{tuple(p.shape)} ({p.dtype}); the kernel needs equal, contiguous CPU tensors")
 
 
 def _states(opt: torch.optim.Optimizer, kind: str, params: Sequence[Tensor]) -> list[tuple[Tensor | None, Tensor | None]]:
@@ -225,15 +255,18 @@ def train(weights: Sequence[Tensor], biases: Sequence[Tensor], weight_masks: Seq
     dtype = weights[0].dtype
     runs, depth = weights[0].shape[0], len(weights)
     widths = [weights[0].shape[2]] + [w.shape[1] for w in weights]
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        if w.dim() != 3 or w.shape[0] != runs or w.shape[2] != widths[l] or tuple(b.shape) != (runs, w.shape[1]):
+            raise RunFailure(f"layer {l}: weight {tuple(w.shape)} and bias {tuple(b.shape)} do not form a stack of "
+                             f"{runs} runs of widths {widths}")
     states = _states(opt, kind, params)
+    _check_shapes(params, [*weight_masks, *bias_masks], states)
     steps = opt.state[params[0]].get("step")
     step0 = float(steps) if steps is not None else 0.0
     ptrs = []
     for l in range(depth):
         (s1w, s2w), (s1b, s2b) = states[l], states[depth + l]
         for t in (weights[l], biases[l], weight_masks[l], bias_masks[l], s1w, s2w, s1b, s2b):
-            if t is not None and (t.dtype != dtype or not t.is_contiguous()):
-                raise RunFailure(f"training state of dtype {t.dtype} or layout is not what the kernel takes")
             ptrs.append(t.data_ptr() if t is not None else None)
     c_ptrs = (ctypes.c_void_p * len(ptrs))(*ptrs)
     c_widths = (ctypes.c_int * len(widths))(*widths)
@@ -250,12 +283,18 @@ def train(weights: Sequence[Tensor], biases: Sequence[Tensor], weight_masks: Seq
         else:
             ys = torch.stack([y for _, y in group]).to(dtype).contiguous()
         n_steps, batch = xs.shape[0], xs.shape[2]
+        want = (n_steps, runs, batch) + (() if classification else (widths[-1],))
+        if xs.shape[1:2] + xs.shape[3:] != (runs, widths[0]) or batch < 1 or tuple(ys.shape) != want:
+            raise RunFailure(f"a batch of inputs {tuple(xs.shape[1:])} and targets {tuple(ys.shape[1:])} does not fit "
+                             f"a stack of {runs} runs of widths {widths} (want inputs [{runs}, B >= 1, {widths[0]}])")
         with torch.profiler.record_function(PROFILE_NAME):
             code = fn(depth, c_widths, runs, 0, runs, n_steps, batch, c_ptrs, ctypes.c_void_p(xs.data_ptr()),
                       ctypes.c_void_p(ys.data_ptr()), int(classification), KINDS[kind], hyper,
                       ctypes.c_double(step0), ctypes.c_void_p(total.data_ptr()))
+        if code == -1:
+            raise MemoryError(f"the training kernel ran out of memory for a stack of {runs} runs of widths {widths}")
         if code != 0:
-            raise MemoryError(f"the training kernel failed (code {code}) for a stack of {runs} runs")
+            raise RunFailure(f"the training kernel refused a stack of {runs} runs of widths {widths}, batch {batch}")
         step0 += n_steps
         count += n_steps * batch
         for p in params:

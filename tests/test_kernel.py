@@ -217,3 +217,55 @@ def test_an_unwritable_cache_folder_falls_back_to_the_temporary_directory(tmp_pa
                       TMPDIR=str(tmp_path / "tmp"))
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
     assert [p.name for p in (tmp_path / "tmp").glob("plantnseek-*/kernel-*.so")] == [kernel.library_path().name]
+
+
+def test_a_library_planted_in_the_temporary_directory_is_never_loaded(tmp_path):
+    """Another user can write /tmp: its folder is used only when the own cache cannot be, and only if
+    it is this user's and private."""
+    uid = os.getuid()
+    planted = tmp_path / "tmp" / f"plantnseek-{uid}"
+    planted.mkdir(parents=True)
+    (planted / kernel.library_path().name).write_text("not a library")
+    env = dict(PLANTNSEEK_KERNEL="native", TMPDIR=str(tmp_path / "tmp"))
+    done = run_python(USE, PLANTNSEEK_CACHE=str(tmp_path / "cache"), **env)  # own cache usable: built there
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
+    assert (tmp_path / "cache" / kernel.library_path().name).exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    planted.chmod(0o777)  # own cache unusable, and the temporary folder writable by others: refused
+    done = run_python(USE, PLANTNSEEK_CACHE=str(blocker / "cache"), **env)
+    assert done.returncode != 0 and "is not a private folder of this user" in done.stderr
+
+
+def test_a_compiler_error_is_reported_by_its_error_line(tmp_path):
+    cc = tmp_path / "cc"
+    cc.write_text("#!/bin/sh\necho 'kernel.c:12:3: error: something broke' >&2\necho '   |   ^~~~' >&2\nexit 1\n")
+    cc.chmod(0o755)
+    (tmp_path / "tmp").mkdir()
+    done = run_python(USE, CC=str(cc), PLANTNSEEK_CACHE=str(tmp_path / "cache"), PLANTNSEEK_KERNEL="native",
+                      TMPDIR=str(tmp_path / "tmp"))
+    assert done.returncode != 0 and "failed: kernel.c:12:3: error: something broke" in done.stderr
+
+
+def test_inputs_of_another_shape_are_refused_before_the_kernel_runs():
+    stack = make_stack()
+    opt = make_optimizer(hparams("adam"), stack.parameters())["optimizer"]
+    before = [p.detach().clone() for p in stack.parameters()]
+    x, y = make_batches(True, steps=1)[0]
+    with pytest.raises(RunFailure, match=r"inputs \(1, 7, 3\) and targets \(1, 7\) does not fit a stack of 3 runs"):
+        kernel.train(*stack.tensors(), opt, [(x[:1], y[:1])], True)
+    with pytest.raises(RunFailure, match="does not fit"):
+        kernel.train(*stack.tensors(), opt, [(x, y[..., None].double())], False)  # targets [R, B, 1], not [R, B, 4]
+    opt.state[stack.weights[0]]["exp_avg"] = torch.zeros(2, dtype=torch.float64)  # e.g. a foreign checkpoint
+    with pytest.raises(RunFailure, match=r"optimizer state of shape \(2,\)"):
+        kernel.train(*stack.tensors(), opt, [(x, y)], True)
+    assert all(torch.equal(a, b) for a, b in zip(before, stack.parameters()))
+
+
+def test_mixed_precision_leaves_training_to_pytorch():
+    stack = make_stack(torch.float32)
+    params = list(stack.parameters())
+    opt = make_optimizer(hparams("adam"), params)["optimizer"]
+    assert kernel.usable(params, opt)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not kernel.usable(params, opt)
