@@ -259,11 +259,13 @@ class PlantedMLP(pl.LightningModule):
             which = f" (run {r}, seed {self.runs[r].hparams.seed})" if len(self.runs) > 1 else ""
             raise RunFailure(f"training loss diverged to {float(train[r])} in epoch {epoch}{which}; "
                              f"try a smaller lr (now {self.hparams.lr})")
+        values = {f"test_{k}": v.reshape(-1).tolist() for k, v in results.items()}  # one conversion, not R
+        train_values = train.tolist() if train is not None else None
         for r, run in enumerate(self.runs):
             row: dict[str, float] = {"epoch": float(epoch)}
-            if train is not None:
-                row["train_loss"] = float(train[r])
-            row.update({f"test_{k}": float(v[r]) for k, v in results.items()})
+            if train_values is not None:
+                row["train_loss"] = train_values[r]
+            row.update({k: v[r] for k, v in values.items()})
             run.history.append(row)
             self.log_run(r, {("train/loss" if k == "train_loss" else f"test/{k[5:]}"): v
                              for k, v in row.items() if k != "epoch"}, step=epoch)
