@@ -12,7 +12,7 @@
  * The mathematics is the PyTorch path's (plantnseek/layers.py, torch.optim): forward with the stored
  * weights (pruned entries are kept at zero), the loss's gradient (cross-entropy or MSE, batch mean),
  * backpropagation through relu(W h + b), then the optimizer's elementwise update and the masks
- * multiplied in. Compiled on first use by plantnseek/kernel.py, once per machine and source.
+ * multiplied in. Compiled on first use by plantnseek/kernel_build.py, once per machine and source.
  *
  * The file instantiates itself twice, for float and for double (tests compare the double kernel with
  * autograd and torch.optim in float64).
