@@ -188,15 +188,15 @@ static double NAME(loss)(int classification, int dout, int B, int Bp, const REAL
     return total / ((double)B * dout);
 }
 
-/* Train runs r0 .. r1-1 of R for S steps of batch B (disjoint ranges may run on parallel threads). For each layer l, ptrs[8l .. 8l+7] are the [R, out, in] weight,
- * the [R, out] bias, their masks, and the optimizer state of weight and bias (s1_w, s2_w, s1_b, s2_b;
+/* Train R runs for S steps of batch B. For each layer l, ptrs[8l .. 8l+7] are the [R, out, in] weight, the
+ * [R, out] bias, their masks, and the optimizer state of weight and bias (s1_w, s2_w, s1_b, s2_b;
  * NULL where the optimizer keeps less). x is [S, R, B, d_in]; y is [S, R, B] labels (int64) or
  * [S, R, B, d_out] targets. hyper = lr, beta1 / momentum / alpha, beta2, eps, weight decay; step0 is
  * the number of steps already taken (Adam's bias correction). loss_sum[r] += sum over steps of
- * batch-mean loss x B. Returns 0, or -1 if memory ran out (nothing is changed then). */
-int NAME(pns_train)(int L, const int *widths, int R, int r0, int r1, int S, int B, void *const *ptrs, const REAL *x,
-                    const void *y, int classification, int kind, const double *hyper, double step0, double *loss_sum) {
-    if (L < 1 || L > MAX_LAYERS || r0 < 0 || r1 > R || B < 1) return -2;
+ * batch-mean loss x B. Returns 0; -1 if memory ran out, -2 for sizes it does not take (nothing is changed). */
+int NAME(pns_train)(int L, const int *widths, int R, int S, int B, void *const *ptrs, const REAL *x, const void *y,
+                    int classification, int kind, const double *hyper, double step0, double *loss_sum) {
+    if (L < 1 || L > MAX_LAYERS || B < 1) return -2;
     int Bp = NAME(pad)(B), inP[MAX_LAYERS], maxw = 0;
     size_t params = 0, biases = 0;
     for (int l = 0; l < L; l++) {
@@ -208,9 +208,9 @@ int NAME(pns_train)(int L, const int *widths, int R, int r0, int r1, int S, int 
     int maxP = NAME(pad)(maxw), din = widths[0], dout = widths[L];
     if ((size_t)maxP * Bp > INT32_MAX || (size_t)maxw * maxP > INT32_MAX) return -2; /* int indices below */
     int states = kind == ADAM ? 2 : (kind == SGD ? 0 : 1);
-    /* per run: weights, masks, states (padded); biases, bias masks, states; activations (feature-major
-     * and batch-major), two deltas, a weight and a bias gradient */
-    size_t n = (2 + states) * (params + biases) + (size_t)(L + 1) * maxP * Bp * 2 + 2 * (size_t)maxP * Bp +
+    /* per run: weights, masks, states (padded); biases, bias masks, states; activations (L + 1 feature-major,
+     * L batch-major), two deltas, a weight and a bias gradient */
+    size_t n = (2 + states) * (params + biases) + (size_t)(2 * L + 1) * maxP * Bp + 2 * (size_t)maxP * Bp +
                (size_t)maxw * maxP + maxP;
     REAL *mem = aligned_alloc(64, ((n * sizeof(REAL)) + 63) / 64 * 64);
     if (!mem) return -1;
@@ -229,16 +229,18 @@ int NAME(pns_train)(int L, const int *widths, int R, int r0, int r1, int S, int 
         bs1[l] = states > 0 ? cur : NULL; cur += states > 0 ? widths[l + 1] : 0;
         bs2[l] = states > 1 ? cur : NULL; cur += states > 1 ? widths[l + 1] : 0;
     }
-    REAL *act[MAX_LAYERS + 1], *bat[MAX_LAYERS + 1]; /* layer inputs: feature-major [w][Bp], batch-major [B][wP] */
+    REAL *act[MAX_LAYERS + 1], *bat[MAX_LAYERS]; /* layer inputs: feature-major [w][Bp], batch-major [B][wP] */
     for (int l = 0; l <= L; l++) {
         act[l] = cur; cur += (size_t)maxP * Bp;
-        bat[l] = cur; cur += (size_t)maxP * Bp;
+        if (l < L) {
+            bat[l] = cur; cur += (size_t)maxP * Bp; /* the output's batch-major copy is never needed */
+        }
     }
     REAL *delta = cur, *other = cur + (size_t)maxP * Bp;
     cur += 2 * (size_t)maxP * Bp;
     REAL *gW = cur, *gb = cur + (size_t)maxw * maxP;
 
-    for (int r = r0; r < r1; r++) {
+    for (int r = 0; r < R; r++) {
         for (int l = 0; l < L; l++) { /* this run's slice into the padded buffers */
             int in = widths[l], out = widths[l + 1];
             size_t wo = (size_t)r * out * in, bo = (size_t)r * out;

@@ -159,7 +159,7 @@ def train(weights: Sequence[Tensor], biases: Sequence[Tensor], weight_masks: Seq
             raise RunFailure(f"a batch of inputs {tuple(xs.shape[1:])} and targets {tuple(ys.shape[1:])} does not fit "
                              f"a stack of {runs} runs of widths {widths} (want inputs [{runs}, B >= 1, {widths[0]}])")
         with torch.profiler.record_function(PROFILE_NAME):
-            code = fn(depth, c_widths, runs, 0, runs, n_steps, batch, c_ptrs, ctypes.c_void_p(xs.data_ptr()),
+            code = fn(depth, c_widths, runs, n_steps, batch, c_ptrs, ctypes.c_void_p(xs.data_ptr()),
                       ctypes.c_void_p(ys.data_ptr()), int(classification), KINDS[kind], hyper,
                       ctypes.c_double(step0), ctypes.c_void_p(total.data_ptr()))
         if code == -1:
