@@ -184,13 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     keep_freed_memory()
     one_thread_by_default()
-    if command in LIGHTNING_COMMANDS or command in ("main", "sweep"):  # those that train or evaluate
+    trains = command in LIGHTNING_COMMANDS or command in ("main", "sweep")  # those that train or evaluate
+    if trains:
         lean_lightning_import()
     try:
-        if command in LIGHTNING_COMMANDS or command in ("main", "sweep"):
-            from plantnseek import kernel
+        if trains:
+            from plantnseek.kernel_build import check_setting
 
-            kernel.check_setting()  # a bad PLANTNSEEK_KERNEL fails here, in one line, before any work
+            check_setting()  # a bad PLANTNSEEK_KERNEL fails here, in one line, before any work
         if command in LIGHTNING_COMMANDS:
             _lightning(argv)
         elif command in COMMANDS:

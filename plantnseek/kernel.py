@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from plantnseek.errors import RunFailure
-from plantnseek.kernel_build import check_setting, library_path, load, mode  # noqa: F401  (the API)
+from plantnseek.kernel_build import load
 
 KINDS = {"adam": 0, "sgd": 1, "momentum": 2, "rms": 3}
 MAX_LAYERS = 64  # kernel.c's MAX_LAYERS

@@ -59,7 +59,7 @@ def cache_dirs() -> list[Path]:
     """Where the built library is kept: ``$PLANTNSEEK_CACHE`` or ``~/.cache/plantnseek``; only if that
     cannot be used, a private folder of this user's under the temporary directory."""
     preferred = Path(os.environ.get("PLANTNSEEK_CACHE") or Path.home() / ".cache" / "plantnseek")
-    return [preferred, Path(tempfile.gettempdir()) / f"plantnseek-{getattr(os, 'getuid', lambda: 0)()}"]
+    return [preferred, Path(tempfile.gettempdir()) / f"plantnseek-{os.getuid()}"]
 
 
 def library_path(cache: Path | None = None) -> Path:
@@ -73,7 +73,6 @@ class CompileError(OSError):
 
 
 def _build(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".kernel-", suffix=".so", dir=path.parent)
     os.close(fd)
     try:
@@ -128,7 +127,7 @@ def load() -> ctypes.CDLL | None:
                 for name in ("pns_train_f32", "pns_train_f64"):
                     getattr(lib, name).restype = ctypes.c_int
                 _library = lib
-            except (OSError, subprocess.SubprocessError) as e:
+            except OSError as e:  # CompileError included
                 _failure = str(e) or type(e).__name__
                 if mode() == "auto":
                     print(f"plantnseek: the native training kernel could not be built ({_failure}); training uses "

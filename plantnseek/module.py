@@ -184,23 +184,25 @@ class PlantedMLP(pl.LightningModule):
         opt = wrapped.optimizer
         tensors = self.stack.tensors()
         self.stack.zero_pruned(tensors)  # masks may have changed since the last step (pruning runs between steps)
-        if kernel.usable([*tensors.weights, *tensors.biases], opt):
+        if self._uses_kernel(opt, tensors):
             total, count = kernel.train(*tensors, opt, batches, self.task.classification)
-            for p in self.stack.parameters():
-                p.grad = None
+            opt.zero_grad(set_to_none=True)
             wrapped.step()  # no gradients: torch's update is a no-op; Lightning counts the step
         else:
             total, count = self._torch_steps(batches, wrapped, tensors)
         self.train_loss.update(total, count)
         return (total.sum() / count).float()
 
+    def _uses_kernel(self, opt: torch.optim.Optimizer, tensors: Any = None) -> bool:
+        t = tensors or self.stack.tensors()
+        return kernel.usable([*t.weights, *t.biases], opt)
+
     def training_path(self) -> str | None:
         """Which implementation trains this model: ``kernel`` (native) or ``pytorch``; None before fit."""
         opts = self.trainer.optimizers if self._trainer is not None else []
         if not opts:
             return None
-        t = self.stack.tensors()
-        return "kernel" if kernel.usable([*t.weights, *t.biases], opts[0]) else "pytorch"
+        return "kernel" if self._uses_kernel(opts[0]) else "pytorch"
 
     def _torch_steps(self, batches: list[tuple[Tensor, Tensor]], wrapped: Any, tensors: Any) -> tuple[Tensor, int]:
         """The PyTorch path (no C compiler, or an optimizer the kernel does not do): autograd through the

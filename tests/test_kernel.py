@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from plantnseek import kernel
+from plantnseek.kernel_build import library_path, mode
 from plantnseek.errors import RunFailure, UsageError
 from plantnseek.layers import StackedMLP
 from plantnseek.module import make_optimizer
@@ -172,7 +173,7 @@ def test_the_kernel_is_used_only_where_it_applies(monkeypatch):
     assert not kernel.usable(params, make_optimizer(hparams("adam"), params)["optimizer"])
     monkeypatch.setenv("PLANTNSEEK_KERNEL", "fast")
     with pytest.raises(UsageError, match="PLANTNSEEK_KERNEL='fast' is invalid; allowed: auto, native, torch"):
-        kernel.mode()
+        mode()
 
 
 def run_python(code, **env):
@@ -206,7 +207,7 @@ def test_parallel_first_builds_leave_one_complete_library(tmp_path):
                               env=env) for _ in range(3)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 and out.strip() == "True" for p, (out, _) in zip(procs, outs)), outs
-    assert [f.name for f in cache.iterdir()] == [Path(kernel.library_path()).name]  # no temporary left behind
+    assert [f.name for f in cache.iterdir()] == [Path(library_path()).name]  # no temporary left behind
 
 
 def test_an_unwritable_cache_folder_falls_back_to_the_temporary_directory(tmp_path):
@@ -216,7 +217,7 @@ def test_an_unwritable_cache_folder_falls_back_to_the_temporary_directory(tmp_pa
     done = run_python(USE, PLANTNSEEK_CACHE=str(blocker / "cache"), PLANTNSEEK_KERNEL="native",
                       TMPDIR=str(tmp_path / "tmp"))
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
-    assert [p.name for p in (tmp_path / "tmp").glob("plantnseek-*/kernel-*.so")] == [kernel.library_path().name]
+    assert [p.name for p in (tmp_path / "tmp").glob("plantnseek-*/kernel-*.so")] == [library_path().name]
 
 
 def test_a_library_planted_in_the_temporary_directory_is_never_loaded(tmp_path):
@@ -225,11 +226,11 @@ def test_a_library_planted_in_the_temporary_directory_is_never_loaded(tmp_path):
     uid = os.getuid()
     planted = tmp_path / "tmp" / f"plantnseek-{uid}"
     planted.mkdir(parents=True)
-    (planted / kernel.library_path().name).write_text("not a library")
+    (planted / library_path().name).write_text("not a library")
     env = dict(PLANTNSEEK_KERNEL="native", TMPDIR=str(tmp_path / "tmp"))
     done = run_python(USE, PLANTNSEEK_CACHE=str(tmp_path / "cache"), **env)  # own cache usable: built there
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
-    assert (tmp_path / "cache" / kernel.library_path().name).exists()
+    assert (tmp_path / "cache" / library_path().name).exists()
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     planted.chmod(0o777)  # own cache unusable, and the temporary folder writable by others: refused
