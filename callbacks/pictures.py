@@ -6,8 +6,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,12 +17,25 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 
-def draw_run_pictures(out: str, module: pl.LightningModule, x, y, pruning=None, loggers=(), step: int = 0) -> None:
-    """Write (and log) the task figure, the masks against the ticket, and each pruning step's scores."""
+def scores_file(level: int) -> str:
+    return f"scores_level{level}.png"
+
+
+def picture_names(pruning: Any = None) -> list[str]:
+    """The files a run's pictures are written to."""
+    return ["task.png", "masks.png", *(scores_file(e["level"]) for e in (pruning.score_log if pruning else []))]
+
+
+def draw_run_pictures(out: str, module: pl.LightningModule, x, y, pruning=None, loggers=(), step: int = 0,
+                      drawn: set[str] | None = None) -> None:
+    """Write (and log) the task figure, the masks against the ticket, and each pruning step's scores; the path
+    of each picture written is added to ``drawn``."""
     from plantnseek import figures
 
-    figures.save(figures.task_figure(module, x, y), os.path.join(out, "task.png"), loggers, "pictures/task", step)
-    _draw_masks_and_scores(out, *_mask_and_score_inputs(module, pruning), loggers=loggers, step=step)
+    drawn = set() if drawn is None else drawn
+    drawn.add(figures.save(figures.task_figure(module, x, y), os.path.join(out, "task.png"), loggers, "pictures/task",
+                           step))
+    _draw_masks_and_scores(out, *_mask_and_score_inputs(module, pruning), loggers=loggers, step=step, drawn=drawn)
 
 
 def _mask_and_score_inputs(module: Any, pruning: Any) -> tuple[list, list, list, str, dict]:
@@ -34,18 +49,24 @@ def _mask_and_score_inputs(module: Any, pruning: Any) -> tuple[list, list, list,
 
 
 def _draw_masks_and_scores(out: str, masks: list, ticket: list, score_log: list, scorer: str, ticket_params: dict,
-                           loggers=(), step: int = 0) -> None:
+                           loggers=(), step: int = 0, drawn: set[str] | None = None) -> None:
     from plantnseek import figures
 
-    figures.save(figures.mask_figure(masks, ticket), os.path.join(out, "masks.png"), loggers, "pictures/masks", step)
+    drawn = set() if drawn is None else drawn
+    drawn.add(figures.save(figures.mask_figure(masks, ticket), os.path.join(out, "masks.png"), loggers,
+                           "pictures/masks", step))
     for entry in score_log:  # the ticket's parameters marked in the same colours as in masks.png
         fig = figures.score_histogram_figure(entry["scores"], entry["masks"],
                                              f"{scorer} scores, pruning step {entry['level']}", ticket_params)
-        figures.save(fig, os.path.join(out, f"scores_level{entry['level']}.png"), loggers, "pictures/scores",
-                     entry["level"])
+        drawn.add(figures.save(fig, os.path.join(out, scores_file(entry["level"])), loggers, "pictures/scores",
+                               entry["level"]))
 
 
 def _helper_main(out: str, *inputs: Any) -> None:
+    # Ctrl-C reaches the whole process group: it is the parent's to handle. The parent stops the helper with
+    # SIGTERM, which must end it (the handler inherited from Lightning would only print "Received SIGTERM").
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)  # one core for the helper; training keeps the others
     _draw_masks_and_scores(out, *inputs)
 
@@ -74,6 +95,8 @@ class Pictures(Callback):
     The masks and score histograms are final once the last pruning step is done, so a forked helper
     process draws them on another core while training goes on; the task figure needs the trained
     network and is drawn when fit ends. If the helper cannot start or fails, everything is drawn inline.
+    If fit ends by an exception once the run is complete (Ctrl-C while the pictures are drawn), :meth:`missing`
+    names what was not drawn, for the summary.
 
     A stack of runs (a sweep batch) draws each run's pictures into its own directory, inline at fit end.
 
@@ -86,7 +109,9 @@ class Pictures(Callback):
         self.helper = helper
         self.directories = directories
         self._helper: Any = None
+        self._helper_paths: list[str] = []  # what the helper writes: drawn once it has finished
         self._out: str | None = None
+        self.drawn: set[str] = set()  # paths of the pictures written completely
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from plantnseek.callbacks.summary import find_pruning, run_dir
@@ -100,6 +125,7 @@ class Pictures(Callback):
             return
         self._out = run_dir(trainer)
         os.makedirs(self._out, exist_ok=True)
+        self._helper_paths = [os.path.join(self._out, name) for name in picture_names(pruning)[1:]]
         try:
             ctx = multiprocessing.get_context("fork")
             self._helper = ctx.Process(target=_helper_main, args=(self._out, *_mask_and_score_inputs(pl_module, pruning)),
@@ -108,11 +134,35 @@ class Pictures(Callback):
         except (AssertionError, OSError):  # e.g. inside a daemonic worker process
             self._helper = None
 
+    def _end_helper(self, stop: bool) -> bool:
+        """Wait for the helper (``stop``: terminate it first); True if it drew all its pictures."""
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return False
+        if stop and helper.is_alive():
+            helper.terminate()
+        helper.join()
+        if helper.exitcode == 0:
+            self.drawn.update(self._helper_paths)
+        return helper.exitcode == 0
+
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if self._helper is not None:
-            self._helper.terminate()
-            self._helper.join()
-            self._helper = None
+        self._end_helper(stop=True)
+
+    def missing(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[list[str]]:
+        """Per run, the pictures not completely written (a file cut off mid-write is removed); stops the helper."""
+        from plantnseek.callbacks.summary import pruning_of, run_dir
+
+        self._end_helper(stop=True)
+        found = []
+        for r in range(len(pl_module.runs)):
+            directory = self.directories[r] if self.directories else run_dir(trainer)
+            lost = [n for n in picture_names(pruning_of(trainer, r)) if os.path.join(directory, n) not in self.drawn]
+            for name in lost:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(directory, name))
+            found.append(lost)
+        return found
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from plantnseek import figures
@@ -122,21 +172,20 @@ class Pictures(Callback):
             for r, run in enumerate(pl_module.runs):
                 directory = self.directories[r] if self.directories else run_dir(trainer)
                 draw_run_pictures(directory, run, *trainer.datamodule.member(r).split("test"), pruning_of(trainer, r),
-                                  pl_module.loggers_of(r), trainer.global_step)
+                                  pl_module.loggers_of(r), trainer.global_step, self.drawn)
             return
         out, step, loggers, pruning = run_dir(trainer), trainer.global_step, trainer.loggers, find_pruning(trainer)
-        helper, self._helper = self._helper, None
-        if helper is None or out != self._out:
-            if helper is not None:
-                helper.join()
-            draw_run_pictures(out, pl_module, *trainer.datamodule.split("test"), pruning, loggers, step)
+        if self._helper is None or out != self._out:
+            self._end_helper(stop=False)
+            draw_run_pictures(out, pl_module, *trainer.datamodule.split("test"), pruning, loggers, step, self.drawn)
             return
         x, y = trainer.datamodule.split("test")
-        figures.save(figures.task_figure(pl_module, x, y), os.path.join(out, "task.png"), loggers, "pictures/task", step)
-        helper.join()
-        if helper.exitcode != 0:
-            _draw_masks_and_scores(out, *_mask_and_score_inputs(pl_module, pruning), loggers=loggers, step=step)
+        self.drawn.add(figures.save(figures.task_figure(pl_module, x, y), os.path.join(out, "task.png"), loggers,
+                                    "pictures/task", step))
+        if not self._end_helper(stop=False):
+            _draw_masks_and_scores(out, *_mask_and_score_inputs(pl_module, pruning), loggers=loggers, step=step,
+                                   drawn=self.drawn)
             return
         _log_png(loggers, "pictures/masks", os.path.join(out, "masks.png"), step)
         for entry in pruning.score_log if pruning else []:
-            _log_png(loggers, "pictures/scores", os.path.join(out, f"scores_level{entry['level']}.png"), entry["level"])
+            _log_png(loggers, "pictures/scores", os.path.join(out, scores_file(entry["level"])), entry["level"])

@@ -42,3 +42,14 @@ def check_seed(value: object, name: str = "seed") -> int:
 
 class Interrupted(Exception):
     """A run stopped by Ctrl-C after saving what it could; the message says what and how to resume (exit 130)."""
+
+
+def find_cause(error: BaseException, kind: type) -> BaseException | None:
+    """``error`` itself or the first exception of ``kind`` in its cause/context chain."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -14,7 +14,8 @@ from typing import Any
 
 from plantnseek.argparsing import CleanArgumentParser, parse_bool
 from plantnseek.errors import UsageError
-from plantnseek.interrupts import interrupted_message, restore_sigint
+from plantnseek.interrupts import interrupted_message, refusal_leaves_nothing, restore_sigint
+from plantnseek.memory import check_fits
 from plantnseek.paths import check_writable_dir
 
 
@@ -107,6 +108,7 @@ def run(argv: list[str]) -> dict[str, Any]:
                     "invert": args.invert, "shuffle": args.shuffle, "reinitialize": args.reinitialize,
                     "prune_train_mode": args.prune_train_mode, "rewind": multishot}
     dm = PlantedDataModule(**data_args, seed=args.seed)
+    check_fits(data_args, model_args, pruning_args, "--width")  # before planting allocates the network
     model = PlantedMLP(dataset=args.dataset, seed=args.seed, **model_args)
     pruning = Pruning(**pruning_args)
     pruning.target_density(model)  # fails now on a sparsity that keeps nothing
@@ -129,7 +131,6 @@ def run(argv: list[str]) -> dict[str, Any]:
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
                          enable_model_summary=False, max_epochs=pruning.total_epochs,
                          enable_progress_bar=sys.stdout.isatty())
-    write_config(trainer.log_dir, fit_config(args.seed, data_args, model_args, pruning_args))
     print(f"Loading {args.dataset} dataset.")
     print(f"Creating {args.model_class}-{args.model} model (depth {args.depth}, width {args.width}).")
     print(f"{'Multishot' if multishot else 'Singleshot'}: {args.level} level(s) of {args.pre_epochs} pre-epochs, "
@@ -137,7 +138,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            trainer.fit(model, datamodule=dm)
+            with refusal_leaves_nothing(trainer.log_dir):  # e.g. a user task's data, refused once drawn in full
+                write_config(trainer.log_dir, fit_config(args.seed, data_args, model_args, pruning_args))
+                trainer.fit(model, datamodule=dm)
         except SystemExit:
             if not trainer.interrupted:
                 raise

@@ -4,12 +4,15 @@ The dataset string is what flows everywhere (configs, checkpoints, sweeps, summa
 needs a task calls :func:`get_task`. Built-in, user and ``run:`` tasks go through the same checks, once
 per process (members and types, one small sample), and every ``sample``/``ticket`` result is checked
 again, so a bad user task is one line naming what is wrong, never a shape error deep inside a run.
+:func:`task_sources` and :func:`scorer_sources` name the user files a run's numbers come from (a sweep
+digests them into each run's identity).
 """
 from __future__ import annotations
 
 import importlib
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +167,47 @@ def get_task(name: Any) -> CheckedTask:
     task = _CACHE[key]
     return task if task.name == name else CheckedTask(name, task.impl, task.d_in, task.d_out, task.classification,
                                                       task.max_noise, task.title, task._tickets)
+
+
+def user_source(cls: type) -> tuple[str, str] | None:
+    """The file of the module that defines a user class, with a short name for messages (``pkg/tasks.py``);
+    None for plantnseek's own classes, which the package itself (and a sweep's identity format) covers."""
+    module = cls.__module__
+    if module.partition(".")[0] == "plantnseek":
+        return None
+    path = getattr(sys.modules.get(module), "__file__", None)
+    if not path:
+        raise UsageError(f"{module}.{cls.__qualname__} has no source file; define it in a module file so a "
+                         f"sweep can tell when it changes")
+    base, parts = os.path.basename(path), module.split(".")
+    return "/".join((parts if base.startswith("__init__.") else parts[:-1]) + [base]), path
+
+
+def task_sources(name: str) -> list[tuple[str, str]]:
+    """The files outside plantnseek a task's numbers come from, as (what, path): the module defining a user
+    task's class; for ``run:`` the checkpoint it plants from and, in turn, the sources of that run's task."""
+    impl = get_task(name).impl
+    if isinstance(impl, RunTask):
+        return [(f"checkpoint of {name}", impl.source.path), *task_sources(impl.source.dataset)]
+    found = user_source(type(impl))
+    return [(f"task source {found[0]}", found[1])] if found else []
+
+
+def scorer_sources(pruner: Any) -> list[tuple[str, str]]:
+    """The module defining a user scorer (``module.Class`` or ``{class_path: ...}``), as (what, path)."""
+    import pydoc
+
+    from plantnseek.callbacks.scorers import SCORERS
+
+    path = pruner.get("class_path") if isinstance(pruner, dict) else pruner
+    if not isinstance(path, str) or path in SCORERS:
+        return []
+    try:
+        cls = pydoc.locate(path)
+    except pydoc.ErrorDuringImport:
+        cls = None  # the run itself says why it cannot use this scorer
+    found = user_source(cls) if isinstance(cls, type) else None
+    return [(f"scorer source {found[0]}", found[1])] if found else []
 
 
 def _construct(name: str) -> Any:

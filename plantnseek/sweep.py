@@ -7,9 +7,10 @@ again only if its ``summary.json`` says ``completed`` and was produced under the
 configuration (its identity); other runs are cleared and redone. results.csv and figure.png hold only
 such current results. One sweep at a time writes to a folder (``<out>/.lock``).
 
-The work is split by job: :mod:`plantnseek.sweep_spec` (grid, identity), :mod:`plantnseek.sweep_check`
-(validation), :mod:`plantnseek.sweep_store` (run folders, atomic writes, lock), :mod:`plantnseek.sweep_exec`
-(running, workers).
+The work is split by job: :mod:`plantnseek.sweep_spec` (grid), :mod:`plantnseek.sweep_identity` (what
+else a run's identity holds), :mod:`plantnseek.sweep_check` (validation), :mod:`plantnseek.sweep_store`
+(run folders, atomic writes, lock), :mod:`plantnseek.sweep_exec` (running a batch of runs),
+:mod:`plantnseek.sweep_workers` (worker processes).
 """
 from __future__ import annotations
 
@@ -28,26 +29,34 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from plantnseek.argparsing import CleanArgumentParser
-from plantnseek.errors import UsageError
-from plantnseek.sweep_exec import cap_workers, execute, execute_batch, plan, run_local, run_submitit  # noqa: F401
+from plantnseek.errors import RunFailure, UsageError
+from plantnseek.sweep_exec import cap_workers, execute, execute_batch, plan  # noqa: F401
+from plantnseek.sweep_workers import run_local, run_submitit
 from plantnseek.sweep_check import expand
 from plantnseek.sweep_spec import AXES, RunSpec, load_config
-from plantnseek.sweep_store import (OutLock, atomic_write, check_out, current, is_done, read_summary,
-                                    resume_command, run_dir, todo_report)
+from plantnseek.sweep_store import (OutLock, atomic_write, check_out, clear_run, current, is_done, read_summary,
+                                    record_failure, resume_command, run_dir, todo_report)
 
 CSV_FIELDS = ["status", "param_sparsity", "param_kept", "param_prunable", "flop_sparsity", "metric_name",
               "pruned_metric", "final_metric", "final_loss", "ticket_metric", "ticket_sparsity", "recall", "precision",
-              "collapsed", "seconds", "run_dir", "error"]
+              "collapsed", "engine", "seconds", "run_dir", "error"]
 
 
 class SweepInterrupted(Exception):
     """Ctrl-C during a sweep; the message says how many runs completed and how to resume (exit 130)."""
 
 
+class FailFast(Exception):
+    """--fail-fast: a run failed, so the sweep stops (its workers killed) and records the rest as not run."""
+
+
 def result_row(out: str, spec: RunSpec, seconds: float | None = None) -> dict[str, Any]:
-    """The results.csv row of a run, from its summary.json, only if produced under the run's configuration."""
+    """The results.csv row of a run, from its summary.json, only if produced under the run's configuration.
+
+    Its labels (axis values, dataset, pruner) are read from the resolved configuration that trained."""
     row: dict[str, Any] = dict(spec.values)
-    row.update({"dataset": spec.data.get("dataset", "circle"), "label": spec.label, "run_dir": run_dir(out, spec)})
+    row.update({"dataset": spec.identity["config"]["data"]["dataset"], "label": spec.label,
+                "run_dir": run_dir(out, spec)})
     s = read_summary(out, spec) or {}
     if s and not current(s, spec):
         s = {"status": "stale", "reason": "produced under another configuration; run the sweep to redo it"}
@@ -63,7 +72,7 @@ def result_row(out: str, spec: RunSpec, seconds: float | None = None) -> dict[st
             "pruned_metric": (s.get("pruned") or {}).get(s["primary_metric"]),
             "final_loss": final.get("loss"), "ticket_metric": s["ticket"]["metric"],
             "ticket_sparsity": s["ticket"]["sparsity"], "recall": s["recovery"]["recall"],
-            "precision": s["recovery"]["precision"], "collapsed": s["recovery"]["collapsed"],
+            "precision": s["recovery"]["precision"], "collapsed": s["recovery"]["collapsed"], "engine": s.get("engine"),
         })
     return row
 
@@ -106,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = CleanArgumentParser(prog="plantnseek sweep", description="Run a grid of planted-ticket experiments.")
     p.add_argument("--config", required=True, help="sweep config (configs/sweeps/*.yaml)")
     p.add_argument("--workers", type=int, default=None,
-                   help="parallel runs (default and most: one per core and per ~400 MB of available memory)")
+                   help="parallel runs (default and most: one per core, and as many as the available memory holds by each run's estimate)")
     p.add_argument("--out", default=None, help="output folder (default: lightning_logs/sweeps/<config name>)")
     p.add_argument("--executor", default="local", choices=["local", "submitit"],
                    help="local processes, or submitit (SLURM job array when available, else its local executor)")
@@ -115,15 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="shorthand for --grid seed=1,...,N")
     p.add_argument("--max-stack", type=int, default=64,
                    help="most runs trained together as one stacked model (1: every run on its own; default: 64)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first failed run: its workers are killed, the runs left are recorded as not run")
     return p
 
 
 def parse_overrides(items: Iterable[str], seeds: int | None) -> dict[str, list[Any]]:
+    """``--grid``/``--seeds`` as axes; each axis given once (another axis setting the same setting is
+    refused by :func:`plantnseek.sweep_spec.check_one_value`)."""
     overrides: dict[str, list[Any]] = {}
     for item in items:
         axis, sep, values = item.partition("=")
         if not sep or not axis:
             raise UsageError(f"--grid {item!r} is not AXIS=V1,V2,...")
+        if axis in overrides:
+            raise UsageError(f"--grid {item} repeats the axis {axis}; give its values once: --grid {axis}=V1,V2,...")
         try:
             overrides[axis] = [yaml.safe_load(v) for v in values.split(",") if v != ""]
         except yaml.YAMLError:
@@ -131,6 +146,8 @@ def parse_overrides(items: Iterable[str], seeds: int | None) -> dict[str, list[A
     if seeds is not None:
         if seeds < 1:
             raise UsageError(f"--seeds {seeds} is invalid; it must be at least 1")
+        if "seed" in overrides:
+            raise UsageError(f"--seeds {seeds} and --grid seed=... both set the seeds; give one of them")
         overrides["seed"] = list(range(1, seeds + 1))
     return overrides
 
@@ -144,6 +161,9 @@ def run(argv: list[str]) -> dict[str, Any]:
         raise UsageError(f"--max-stack {args.max_stack} is invalid; it must be at least 1")
     config = load_config(args.config)
     specs = expand(config, parse_overrides(args.grid, args.seeds))
+    if args.fail_fast and args.executor != "local":
+        raise UsageError(f"--fail-fast works with --executor local only, not {args.executor} "
+                         "(its jobs run on their own)")
     if args.executor == "submitit":
         try:
             import submitit  # noqa: F401
@@ -155,7 +175,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     check_out(out)
     requested = args.workers
     if args.executor == "local":
-        workers, capped = cap_workers(requested or os.cpu_count() or 1)
+        workers, capped = cap_workers(requested or os.cpu_count() or 1, specs)
     else:
         workers, capped = requested or os.cpu_count() or 1, None
     os.makedirs(out, exist_ok=True)
@@ -202,10 +222,24 @@ def sweep(specs: list[RunSpec], out: str, name: str, workers: int, args: argpars
                 os.remove(os.path.join(out, stale))
         shutil.rmtree(os.path.join(out, "tensorboard"), ignore_errors=True)
     start = time.perf_counter()
-    progress = Progress(len(todo))
+    progress, ended = Progress(len(todo)), set[str]()  # ended: the run folders of finished (or failed) runs
+
+    def update(rows: list[dict[str, Any]]) -> None:
+        progress.update(rows)
+        ended.update(r.get("run_dir") for r in rows)
+        if args.fail_fast and any(r.get("status") != "completed" for r in rows):
+            raise FailFast
+
     try:
         if todo:
-            (run_submitit if args.executor == "submitit" else run_local)(batches, out, workers, progress.update)
+            (run_submitit if args.executor == "submitit" else run_local)(batches, out, workers, update)
+    except FailFast:
+        not_run = [s for s in todo if run_dir(out, s) not in ended]
+        for spec in not_run:
+            clear_run(run_dir(out, spec))  # nothing of a run killed half-way, or of an earlier attempt, stays
+            record_failure(run_dir(out, spec), spec, RunFailure("--fail-fast stopped the sweep at a failed run"), 0.0,
+                           status="not run")
+        print(f"--fail-fast: stopped at the first failed run; {len(not_run)} run(s) not run", file=sys.stderr)
     finally:
         progress.close()
     rows = [result_row(out, s) for s in specs]
@@ -213,12 +247,14 @@ def sweep(specs: list[RunSpec], out: str, name: str, workers: int, args: argpars
     csv_path = write_results(out, rows, axes)
     fig_path = draw(out, rows)
     done = sum(r["status"] == "completed" for r in rows)
+    not_run = sum(r["status"] == "not run" for r in rows)
     print(summary_table(rows))
     if done < len(rows):
         print(f"failed runs are listed with their error in {csv_path} (status, error); running the sweep again "
               f"retries them", file=sys.stderr)
     print(f"results: {csv_path}\nfigure:  {fig_path}\nTensorBoard: tensorboard --logdir {out}")
-    print(f"{done}/{len(rows)} runs completed, {len(rows) - done} failed, {time.perf_counter() - start:.1f} s")
+    print(f"{done}/{len(rows)} runs completed, {len(rows) - done - not_run} failed"
+          f"{f', {not_run} not run' if not_run else ''}, {time.perf_counter() - start:.1f} s")
     return {"out": out, "rows": rows, "failed": len(rows) - done}
 
 

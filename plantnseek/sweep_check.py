@@ -1,4 +1,5 @@
-"""Checks every point of a sweep grid before anything is written (one line naming the run and value).
+"""Checks every point of a sweep grid before anything is written (one line naming the run and value),
+including that each run fits in the available memory (:mod:`plantnseek.memory`).
 
 Checking constructs the data module, the Pruning callback and the trainer once per distinct setting,
 and checks the model's arguments once per distinct (model, seed): every seed is checked, but no network
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 from plantnseek.errors import UsageError, check_number
 from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec, defaults, grid_points
@@ -40,11 +41,35 @@ def check_bounded(trainer: dict[str, Any], dense: bool) -> None:
                              "allowed: a positive number of epochs")
 
 
+def check_supported(trainer: Mapping[str, Any]) -> None:
+    """Trainer settings the model cannot honour, refused before anything is written (Lightning would
+    refuse some only once fit has started, and run others wrongly): the model takes its own optimizer
+    steps (several per Lightning batch, or in the native kernel), so Lightning's automatic gradient
+    clipping and accumulation cannot apply; and a run is one process (runs are stacked, sweeps spread
+    over processes), so several devices or nodes would each train the same run."""
+    clip, accumulate = trainer.get("gradient_clip_val"), trainer.get("accumulate_grad_batches", 1)
+    if clip not in (None, 0, 0.0):
+        raise UsageError(f"trainer.gradient_clip_val {clip} is not supported: plantnseek takes its own optimizer "
+                         "steps; allowed: null (no clipping)")
+    if accumulate not in (None, 1):
+        raise UsageError(f"trainer.accumulate_grad_batches {accumulate} is not supported: plantnseek takes its own "
+                         "optimizer steps; allowed: 1 (a larger data.train_batch_size averages over more samples)")
+    devices, nodes, strategy = trainer.get("devices", 1), trainer.get("num_nodes", 1), trainer.get("strategy", "auto")
+    if devices not in (None, 1, "1", "auto") or nodes not in (None, 1):
+        what = f"trainer.devices {devices}" if devices not in (None, 1, "1", "auto") else f"trainer.num_nodes {nodes}"
+        raise UsageError(f"{what} is not supported: a run trains in one process (several would each train the same "
+                         "run); allowed: 1 (plantnseek sweep --workers N uses more cores)")
+    if not (strategy is None or isinstance(strategy, str) and strategy in ("auto", "single_device")):
+        raise UsageError(f"trainer.strategy {strategy!r} is not supported: a run trains in one process; "
+                         "allowed: auto")
+
+
 def check_trainer(trainer: dict[str, Any], dense: bool) -> None:
     """The bound, then the remaining settings as Lightning itself reads them (nothing is written)."""
     import pytorch_lightning as pl
 
     check_bounded(trainer, dense)
+    check_supported(trainer)
     loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -82,6 +107,7 @@ def check_shape_and_parts(spec: RunSpec) -> None:
 
 def validate(specs: list[RunSpec]) -> None:
     """Fail before any run starts on values no run could use (one line naming the run and the value)."""
+    from plantnseek.memory import check_fits
     from plantnseek.module import validate_model_args
 
     seen: set[str] = set()
@@ -94,6 +120,8 @@ def validate(specs: list[RunSpec]) -> None:
              lambda: check_trainer(spec.trainer, spec.pruning is None)),
             (json.dumps(["parts", spec.data, spec.model, spec.pruning], sort_keys=True, default=repr),
              lambda: check_shape_and_parts(spec)),
+            (json.dumps(["memory", spec.data, spec.model, spec.pruning, spec.pictures], sort_keys=True, default=repr),
+             lambda: check_fits(spec.data, spec.model, spec.pruning, checkpoints=False, pictures=spec.pictures)),
         ]
         for key, check in checks:
             if key in seen:

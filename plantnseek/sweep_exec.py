@@ -1,8 +1,9 @@
-"""Running a sweep's runs: one at a time or stacked, in worker processes that die with the sweep.
+"""Running a batch of a sweep's runs: one at a time or stacked (the processes: :mod:`plantnseek.sweep_workers`).
 
 Every run clears what an earlier attempt left, writes its config, events and pictures, and only then
 its completed summary (:func:`plantnseek.sweep_store.complete_run`). A failing run is recorded and the
-sweep goes on; Ctrl-C stops the sweep (it is not a failure of the run it interrupted).
+sweep goes on, also when the worker process training it dies; Ctrl-C stops the sweep (it is not a
+failure of the run it interrupted).
 """
 from __future__ import annotations
 
@@ -10,19 +11,13 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
-from plantnseek.lean_import import lean_lightning_import
 from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec
 from plantnseek.sweep_store import STAGED_SUMMARY, clear_run, complete_run, read_summary, record_failure, run_dir
 from plantnseek.tuning import available_memory  # noqa: F401 - also patched in tests
-
-SIGNAL_POLL_S = 0.2  # an untimed wait for results would never see a Ctrl-C delivered to another thread
-WORKER_MEMORY = 400 * 2**20  # what one worker process needs, about (measured ~320 MB)
-PR_SET_PDEATHSIG = 1
 
 
 def quiet_worker() -> None:
@@ -42,26 +37,6 @@ def quiet_worker() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def die_with_parent(parent: int) -> None:
-    """Ask the kernel to kill this process when its parent dies (Linux), so no worker outlives a sweep."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-
-
-def worker_init(parent: int) -> None:
-    """Ctrl-C is the sweep's to handle; the SIGTERM by which it stops the pool must end a worker even in
-    training (Lightning's own SIGTERM handler only takes note, but calls the one it finds installed)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(128 + signum))
-    die_with_parent(parent)
-    lean_lightning_import()
-    quiet_worker()
-
-
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -69,16 +44,29 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cap_workers(requested: int) -> tuple[int, str | None]:
-    """At most one worker per core and per ~400 MB of available memory; the message says why, if capped."""
+def run_memory(spec: RunSpec, runs: int = 1) -> int:
+    """The estimated peak memory of ``runs`` runs like ``spec`` in one worker (:mod:`plantnseek.memory`)."""
+    from plantnseek.memory import run_bytes
+
+    return run_bytes(spec.data, spec.model, spec.pruning, runs=runs, checkpoints=False, pictures=spec.pictures)
+
+
+def cap_workers(requested: int, specs: list[RunSpec] | tuple = ()) -> tuple[int, str | None]:
+    """At most one worker per core, and as many as can each hold the largest of ``specs`` alone in the
+    available memory (:mod:`plantnseek.memory`; a worker's baseline without specs); the message says why,
+    if capped."""
+    from plantnseek.memory import BASELINE
+
     cores, memory = available_cores(), available_memory()
-    by_memory = max(1, memory // WORKER_MEMORY) if memory is not None else requested
+    shapes = {stack_key(s): s for s in specs}.values()  # one estimate per distinct shape
+    per_worker = max([BASELINE, *(run_memory(s) for s in shapes)])
+    by_memory = max(1, memory // per_worker) if memory is not None else requested
     workers = max(1, min(requested, cores, by_memory))
     if workers == requested:
         return workers, None
     memory_text = f"{memory / 2**30:.1f} GB available memory" if memory is not None else "unknown memory"
     return workers, (f"--workers {requested} capped to {workers}: {cores} core(s), {memory_text} "
-                     f"at ~{WORKER_MEMORY // 2**20} MB per worker")
+                     f"at ~{per_worker // 2**20} MB per worker")
 
 
 def interrupted(error: BaseException) -> bool:
@@ -121,7 +109,11 @@ def stack_key(spec: RunSpec) -> str:
 
 
 def plan(todo: list[RunSpec], workers: int, max_stack: int) -> list[list[RunSpec]]:
-    """Batches of runs: stackable runs together (at most ``max_stack``, and split so every worker has work)."""
+    """Batches of runs: stackable runs together (at most ``max_stack``, as many as fit in a worker's share of
+    the available memory, and split so every worker has work)."""
+    from plantnseek.memory import largest_stack
+
+    memory = available_memory()
     groups: dict[str, list[RunSpec]] = {}
     for spec in todo:
         key = stack_key(spec) if spec.stack and max_stack > 1 else spec.name
@@ -132,6 +124,8 @@ def plan(todo: list[RunSpec], workers: int, max_stack: int) -> list[list[RunSpec
     for specs in groups.values():
         share = max(1, round(n_chunks_min * len(specs) / total))  # this group's share of the workers
         size = min(max_stack, math.ceil(len(specs) / share))
+        if memory is not None and size > 1:  # workers x stack peak must fit
+            size = largest_stack(lambda runs: run_memory(specs[0], runs), memory / workers, size)
         batches += [specs[i : i + size] for i in range(0, len(specs), size)]
     return sorted(batches, key=len, reverse=True)
 
@@ -212,48 +206,3 @@ def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
     return rows
 
 
-def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[list[dict]], None]) -> None:
-    if workers <= 1 or len(batches) <= 1:
-        for batch in batches:
-            progress(execute_batch(batch, out))
-        return
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    # Leaving the block (normally, by an exception or by Ctrl-C) terminates the workers.
-    with ctx.Pool(min(workers, len(batches)), initializer=worker_init, initargs=(os.getpid(),),
-                  maxtasksperchild=20) as pool:
-        results = pool.imap_unordered(_execute_star, [(batch, out) for batch in batches])
-        try:
-            while True:
-                try:
-                    rows = results.next(timeout=SIGNAL_POLL_S)
-                except mp.TimeoutError:
-                    continue  # the wait wakes: a Ctrl-C the kernel gave one of the pool's threads is raised now
-                except StopIteration:
-                    break
-                progress(rows)
-        except BaseException:
-            # Stopped (Ctrl-C, kill, an error): kill the workers outright. The pool's own terminate() sends
-            # SIGTERM and waits, and a worker whose main thread waits in a call that a signal delivered to
-            # another of its threads does not interrupt would keep the sweep waiting forever.
-            for worker in getattr(pool, "_pool", []):
-                worker.kill()
-            raise
-
-
-def _execute_star(args: tuple[list[RunSpec], str]) -> list[dict[str, Any]]:
-    return execute_batch(*args)
-
-
-def run_submitit(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[list[dict]], None]) -> None:
-    import submitit
-
-    executor = submitit.AutoExecutor(folder=os.path.join(out, "submitit"))
-    executor.update_parameters(timeout_min=24 * 60, slurm_array_parallelism=max(workers, 1), cpus_per_task=1)
-    jobs = executor.map_array(execute_batch, batches, [out] * len(batches))
-    for job in submitit.helpers.as_completed(jobs):
-        try:
-            progress(job.result())
-        except Exception as e:  # noqa: BLE001 - a job that died outside execute_batch()
-            progress([{"status": "failed", "error": f"{type(e).__name__}: {e}"}])

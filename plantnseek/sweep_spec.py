@@ -3,7 +3,9 @@
 A run's identity is its whole resolved configuration (every constructor argument with its default
 filled in, the seed, the trainer settings, whether pictures are drawn, and a format tag), not its
 folder name: a stored result counts for a run only when the identities match, so editing ``base``
-can never leave results of the old configuration in ``results.csv``.
+can never leave results of the old configuration in ``results.csv``. The identity also holds what
+makes a run's numbers outside its configuration (:class:`plantnseek.sweep_identity.Sources`): the
+training engine and digests of the user code and checkpoints its task and scorer come from.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Any
 import yaml
 
 from plantnseek.errors import UsageError
+from plantnseek.sweep_identity import Sources
 
 # Short axis names and where they go in a run's configuration.
 AXES = {
@@ -41,10 +44,13 @@ DENSE_EPOCHS = 10  # trainer.max_epochs of a run without pruning, unless the con
 
 @dataclass
 class RunSpec:
-    """One run of the grid: its axis values and the full configuration they produce."""
+    """One run of the grid: its full configuration, and which settings are its grid axes.
 
-    name: str
-    values: dict[str, Any]
+    Its axis values, folder name and table labels are read from the configuration itself, so they can
+    never disagree with what trains.
+    """
+
+    axes: tuple[str, ...]
     seed: int
     data: dict[str, Any]
     model: dict[str, Any]
@@ -52,6 +58,21 @@ class RunSpec:
     trainer: dict[str, Any] = field(default_factory=dict)
     pictures: bool = True
     stack: bool = True
+    sources: Sources = field(default_factory=Sources, repr=False, compare=False)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Each axis's setting in this run, as written in a grid (``sparsity: ticket`` for -1)."""
+        found = {}
+        for axis in self.axes:
+            section, key = axis_target(axis)
+            value = self.seed if section == "seed" else (getattr(self, section) or {}).get(key)
+            found[axis] = "ticket" if axis == "sparsity" and value == -1 else value
+        return found
+
+    @property
+    def name(self) -> str:
+        return run_name(self.values)
 
     @property
     def point(self) -> str:
@@ -64,10 +85,12 @@ class RunSpec:
 
     @functools.cached_property
     def identity(self) -> dict[str, Any]:
-        """The resolved configuration (``config``) and its hash: what a stored result must match."""
+        """The resolved configuration (``config``), what else makes the numbers (``code``: engine, user source
+        and checkpoint digests) and a hash of both: what a stored result must match."""
         config = resolved_config(self)
-        text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-        return {"hash": hashlib.sha256(text.encode()).hexdigest()[:20], "config": config}
+        code = self.sources.of(config)
+        text = json.dumps({"config": config, "code": code}, sort_keys=True, separators=(",", ":"))
+        return {"hash": hashlib.sha256(text.encode()).hexdigest()[:20], "config": config, "code": code}
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,22 +123,6 @@ def resolved_config(spec: RunSpec) -> dict[str, Any]:
         "trainer": trainer,
         "pictures": spec.pictures,
     })
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(config, dict):
-        return {prefix: config}
-    flat: dict[str, Any] = {}
-    for k, v in config.items():
-        flat.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return flat
-
-
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Settings that differ between two resolved configurations, as ``key old -> new``."""
-    a, b = flatten(old), flatten(new)
-    return [f"{k} {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in sorted(set(a) | set(b))
-            if a.get(k, "(unset)") != b.get(k, "(unset)")]
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -227,6 +234,21 @@ def run_name(values: dict[str, Any]) -> str:
     return "/".join(parts)
 
 
+def check_one_value(grid: dict[str, list[Any]], overrides: dict[str, list[Any]]) -> None:
+    """Refuse two axes that set one setting (``pruner`` and ``pruning.pruner``): the run would train with
+    one value and be named after the other. A ``--grid`` of an axis's own name replaces it instead."""
+    def given(axis: str) -> str:
+        text = [("null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)) for v in grid[axis]]
+        return f"--grid {axis}={','.join(text)}" if axis in overrides else f"the grid axis {axis} [{', '.join(text)}]"
+
+    seen: dict[tuple[str, str | None], str] = {}
+    for axis in sorted(grid, key=lambda a: a in overrides):  # the config's axes first, then --grid
+        target = axis_target(axis)
+        if target in seen:
+            raise UsageError(f"{given(axis)} sets the same setting as {given(seen[target])}; give it once")
+        seen[target] = axis
+
+
 def grid_points(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None) -> list[RunSpec]:
     """Every combination of the grid axes as a RunSpec (keys checked; values by :mod:`plantnseek.sweep_check`)."""
     grid = dict(config.get("grid") or {})
@@ -237,6 +259,7 @@ def grid_points(config: dict[str, Any], overrides: dict[str, list[Any]] | None =
         axis_target(axis)
         if not isinstance(values, list) or not values:
             raise UsageError(f"axis {axis!r} is empty; give a non-empty list of values")
+    check_one_value(grid, overrides or {})
     base = base_run(config.get("base"))
     check_keys(base)
     for axis in grid:
@@ -244,11 +267,10 @@ def grid_points(config: dict[str, Any], overrides: dict[str, list[Any]] | None =
         if key is not None:
             check_keys({section: {key: None}})
     specs, names = [], set()
-    axes = list(grid)
+    axes, sources = tuple(grid), Sources()
     for combo in itertools.product(*(grid[a] for a in axes)):
         run = copy.deepcopy(base)
-        values = dict(zip(axes, combo))
-        for axis, value in values.items():
+        for axis, value in zip(axes, combo):
             section, key = axis_target(axis)
             value = parse_value(axis, value)
             if section == "seed":
@@ -257,10 +279,10 @@ def grid_points(config: dict[str, Any], overrides: dict[str, list[Any]] | None =
                 if section == "pruning" and run["pruning"] is None:
                     run["pruning"] = {}
                 run[section][key] = value
-        name = run_name(values)
-        if name in names:  # two points in one folder would overwrite each other's results
-            raise UsageError(f"two grid points share the run folder {name!r}; give each axis distinct values")
-        names.add(name)
-        specs.append(RunSpec(name=name, values=values, pictures=config.get("pictures", True),
-                             stack=config.get("stack", True), **run))
+        spec = RunSpec(axes=axes, pictures=config.get("pictures", True), stack=config.get("stack", True),
+                       sources=sources, **run)
+        if spec.name in names:  # two points in one folder would overwrite each other's results
+            raise UsageError(f"two grid points share the run folder {spec.name!r}; give each axis distinct values")
+        names.add(spec.name)
+        specs.append(spec)
     return specs

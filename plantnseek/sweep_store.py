@@ -15,7 +15,8 @@ import shutil
 from typing import Any
 
 from plantnseek.errors import UsageError
-from plantnseek.sweep_spec import RunSpec, differences
+from plantnseek.sweep_identity import changes
+from plantnseek.sweep_spec import RunSpec
 
 LOCK_NAME = ".lock"
 STAGED_SUMMARY = "summary.partial.json"  # a single run's own summary, before the sweep completes it
@@ -59,6 +60,7 @@ def todo_report(out: str, specs: list[RunSpec]) -> tuple[list[RunSpec], list[str
     changed: collections.Counter[str] = collections.Counter()
     n_changed = n_failed = n_partial = 0
     for spec in specs:
+        spec.identity  # noqa: B018 - now, before any run: digests once per sweep, of the code as it starts
         summary = read_summary(out, spec)
         if current(summary, spec) and summary.get("status") == "completed":
             continue
@@ -67,8 +69,7 @@ def todo_report(out: str, specs: list[RunSpec]) -> tuple[list[RunSpec], list[str
             n_partial += os.path.isdir(run_dir(out, spec))
         elif not current(summary, spec):
             n_changed += 1
-            old = (summary.get("identity") or {}).get("config")
-            changed.update(differences(old, spec.identity["config"]) if old else ["made before run identities"])
+            changed.update(changes(summary.get("identity") or {}, spec.identity))
         elif summary.get("status") in ("failed", "interrupted"):
             n_failed += 1
         else:
@@ -100,9 +101,10 @@ def complete_run(directory: str, spec: RunSpec, summary: dict[str, Any], seconds
         os.remove(staged)
 
 
-def record_failure(directory: str, spec: RunSpec, error: BaseException, seconds: float) -> None:
-    """A failed run's summary: what the run itself recorded (if anything), its status and the reason."""
-    from plantnseek.callbacks.summary import write_summary
+def record_failure(directory: str, spec: RunSpec, error: BaseException, seconds: float, status: str = "") -> None:
+    """A failed run's summary: what the run itself recorded (if anything), its status and the reason;
+    a ``status`` given (--fail-fast's "not run") replaces what the run recorded."""
+    from plantnseek.callbacks.summary import ENDED_EARLY, write_summary
 
     summary: dict[str, Any] = {}
     for name in (STAGED_SUMMARY, "summary.json"):
@@ -112,9 +114,11 @@ def record_failure(directory: str, spec: RunSpec, error: BaseException, seconds:
             break
         except (OSError, ValueError):
             continue
-    if summary.get("status") not in ("failed", "interrupted"):
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    if status or summary.get("status") not in ("failed", "interrupted"):
+        status = status or ("interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
         summary = {"status": status, "dataset": spec.data.get("dataset")}
+    if summary.get("reason") == ENDED_EARLY:  # the run's provisional note: the sweep knows the cause
+        del summary["reason"]
     summary.setdefault("reason", f"{type(error).__name__}: {error}")
     write_summary(directory, {**summary, "seconds": seconds, "identity": spec.identity})
 

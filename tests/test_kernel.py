@@ -207,7 +207,8 @@ def test_parallel_first_builds_leave_one_complete_library(tmp_path):
                               env=env) for _ in range(3)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 and out.strip() == "True" for p, (out, _) in zip(procs, outs)), outs
-    assert [f.name for f in cache.iterdir()] == [Path(library_path()).name]  # no temporary left behind
+    lib = Path(library_path()).name  # the library and its digest; no temporary left behind
+    assert sorted(f.name for f in cache.iterdir()) == [lib, lib + ".sha256"]
 
 
 def test_an_unwritable_cache_folder_falls_back_to_the_temporary_directory(tmp_path):

@@ -267,10 +267,12 @@ def test_bad_out_folders(out, message, in_tmp, tmp_path, capsys):
 def test_workers_are_capped_by_cores_and_memory(monkeypatch):
     monkeypatch.setattr(sweep_exec, "available_cores", lambda: 2)
     monkeypatch.setattr(sweep_exec, "available_memory", lambda: 64 * 2**30)
+    from plantnseek.memory import BASELINE
+
     assert sweep_exec.cap_workers(64) == (2, "--workers 64 capped to 2: 2 core(s), 64.0 GB available memory "
-                                             "at ~400 MB per worker")
+                                             f"at ~{BASELINE // 2**20} MB per worker")  # no runs given: a worker's own
     assert sweep_exec.cap_workers(2) == (2, None)
-    monkeypatch.setattr(sweep_exec, "available_memory", lambda: 900 * 2**20)  # room for two 400 MB workers
+    monkeypatch.setattr(sweep_exec, "available_memory", lambda: 900 * 2**20)  # room for two workers
     workers, message = sweep_exec.cap_workers(64)
     assert workers == 2 and "0.9 GB available memory" in message
     monkeypatch.setattr(sweep_exec, "available_memory", lambda: 100 * 2**20)
@@ -279,7 +281,7 @@ def test_workers_are_capped_by_cores_and_memory(monkeypatch):
 
 PARENT = textwrap.dedent("""
     import multiprocessing as mp, os, sys
-    from plantnseek.sweep_exec import worker_init
+    from plantnseek.sweep_workers import worker_init
     if __name__ == "__main__":
         pool = mp.get_context("spawn").Pool(1, initializer=worker_init, initargs=(os.getpid(),))
         print(pool.apply(os.getpid), flush=True)
