@@ -2,10 +2,12 @@
 
 The summary is what sweeps and people read after a run: configuration, the planted ticket, what the
 pruner kept and how much of the ticket that is, the final test results and the per-epoch history.
-It is written at the end of ``fit`` and also when a run fails or is interrupted (with its status).
+It is written at the end of ``fit`` and also when a run fails or is interrupted (with its status); a run
+interrupted after its completed summary was written (while its pictures were drawn) stays completed.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -172,6 +174,20 @@ def outcome_metrics(s: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
 
 
+def log_hparams(logger: Any, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+    """Settings and outcome through the logger's public interface. TensorBoard's ``log_hyperparams`` takes
+    the outcome too (that links them in its HParams tab); a logger whose ``log_hyperparams`` takes only
+    params (CSVLogger, most others) gets the params, and the outcome as metrics."""
+    if "metrics" in inspect.signature(logger.log_hyperparams).parameters:
+        logger.log_hyperparams(params, metrics)
+    else:
+        logger.log_hyperparams(params)
+        logger.log_metrics(metrics, step=step)
+
+
+ENDED_EARLY = "the process ended during training without finishing (killed, or a crash in native code)"
+
+
 class RunSummary(Callback):
     """The outputs of each run of the model (a single run is a stack of one), the same for ``fit`` and sweeps.
 
@@ -210,19 +226,29 @@ class RunSummary(Callback):
                              for r, run in enumerate(pl_module.runs)]
         for r, ticket in enumerate(tickets):
             pl_module.log_run(r, {"ticket/sparsity": ticket["sparsity"], "ticket/metric": ticket["metric"]}, step=0)
+        # A kill or a crash in native code ends the process without running any Python: until the run's end
+        # (or its exception) replaces it, its summary says so, and no run is left without one.
+        self.write(trainer, pl_module, "failed", reason=ENDED_EARLY)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         paths = self.write(trainer, pl_module, "completed")
         for r, s in enumerate(self.summaries if paths else []):
             data = trainer.datamodule.member(r)
             for logger in pl_module.loggers_of(r):
-                logger.log_hyperparams(hparams_of(pl_module.runs[r], pruning_of(trainer, r), data), outcome_metrics(s))
+                params = {**hparams_of(pl_module.runs[r], pruning_of(trainer, r), data), "engine": pl_module.engine}
+                log_hparams(logger, params, outcome_metrics(s), trainer.global_step)
         if self.verbose and paths:
             for s, path in zip(self.summaries, paths):
                 print(one_line(s) + f"\n  -> {path}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and self.completed(len(pl_module.runs)):
+            self.note_missing_pictures(trainer, pl_module)
+            return  # Ctrl-C after the results were written (while the pictures were drawn): the run is complete
         if isinstance(exception, UsageError) or not trainer.training and trainer.state.fn != "fit":
+            for r, data in enumerate(self.summaries):  # not even the provisional summary of on_fit_start
+                if data.get("reason") == ENDED_EARLY:
+                    os.remove(os.path.join(self.directory(trainer, r), self.filename))
             return  # bad input is reported as such and leaves nothing behind; only fits have summaries
         status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
         reason = f"{type(exception).__name__}: {exception}"
@@ -237,11 +263,34 @@ class RunSummary(Callback):
                                    "depth": hp.get("depth"), "width": hp.get("width"), "seed": hp.get("seed"),
                                    "summary_error": f"{type(e).__name__}: {e}"}, self.filename)
 
+    def completed(self, runs: int) -> bool:
+        """Whether the summaries of all ``runs`` runs were written as completed (fit's results are all in)."""
+        return len(self.summaries) == runs and all(s.get("status") == "completed" for s in self.summaries)
+
+    def note_missing_pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A completed run stopped while its pictures were drawn: its summary names those not drawn."""
+        from plantnseek.callbacks.pictures import Pictures
+
+        drawers = [c for c in trainer.callbacks if isinstance(c, Pictures)]
+        if not drawers or trainer.fast_dev_run:
+            return
+        for r, (data, missing) in enumerate(zip(self.summaries, drawers[0].missing(trainer, pl_module))):
+            if missing:
+                data["pictures_missing"] = missing
+                write_summary(self.directory(trainer, r), data, self.filename)
+
     def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str, r: int = 0) -> dict[str, Any]:
         initial = self.initials[r] if self.initials else None
         data = build_summary(pl_module.runs[r], pruning_of(trainer, r), self._tickets(trainer, pl_module)[r],
                              initial, trainer.current_epoch, status)
-        data["training"] = pl_module.training_path()  # the native kernel or the PyTorch path (same mathematics)
+        data["steps"] = trainer.global_step
+        ends_pruned = data["pruned"] is not None and pruning_of(trainer, r).post_epochs == 0
+        if status == "completed" and pl_module.evaluated_at != trainer.global_step and not ends_pruned:
+            # steps were taken after the last evaluation (max_steps, check_val_every_n_epoch, limit_val_batches
+            # 0): the final result is measured on the weights the run ends with, not an earlier epoch's
+            data["final"] = pl_module.runs[r].evaluate(trainer.datamodule.member(r).test_dataloader())
+        data["engine"] = pl_module.engine  # what took every optimizer step: the kernel or PyTorch (same mathematics)
+        data["engine_reason"] = pl_module.engine_reason  # why not the kernel, where it is not
         return data
 
     def state_dict(self) -> dict[str, Any]:

@@ -6,13 +6,13 @@ as one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import re
 import sys
 from typing import Callable
 
-from plantnseek.errors import Interrupted, RunFailure, UsageError
-from plantnseek.lean_import import lean_lightning_import
+from plantnseek.errors import Interrupted, RunFailure, UsageError, find_cause
 from plantnseek.tuning import keep_freed_memory, one_thread_by_default
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -85,17 +85,6 @@ def quiet_libraries() -> None:
 
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(NoTips())
-
-
-def find_cause(error: BaseException, kind: type) -> BaseException | None:
-    """``error`` itself or the first exception of ``kind`` in its cause/context chain."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, kind):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def _allowed(subtypes: str) -> str:
@@ -180,15 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like `python -m`: your own scorer modules next to your configs import
+        # your own task and scorer modules next to your configs import, after every installed package: a
+        # yaml.py or torch.py of yours does not shadow the real one
+        sys.path.append(os.getcwd())
+    if not faulthandler.is_enabled() and sys.__stderr__ is not None:  # a crash in native code (the kernel, torch)
+        faulthandler.enable(sys.__stderr__)  # names its signal and Python's stack on stderr; exit stays 128+signal
     quiet_libraries()
     keep_freed_memory()
     one_thread_by_default()
-    trains = command in LIGHTNING_COMMANDS or command in ("main", "sweep")  # those that train or evaluate
-    if trains:
-        lean_lightning_import()
     try:
-        if trains:
+        if command in LIGHTNING_COMMANDS or command in ("main", "sweep"):  # those that train or evaluate
             from plantnseek.kernel_build import check_setting
 
             check_setting()  # a bad PLANTNSEEK_KERNEL fails here, in one line, before any work

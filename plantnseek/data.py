@@ -98,21 +98,21 @@ class TensorBatches:
         elif self.shuffle:
             order = self._order(self.seed, epoch)
             x, y = x[order], y[order]
-        per_item = self.group or 1
         self._yielded = skip
-        for start in range(skip * per_item * self.batch_size, self.n, self.batch_size):
-            if (start // self.batch_size) % per_item == 0:
-                self._yielded += 1
+        for start in range(skip * self.batch_size, self.n, self.batch_size):
+            self._yielded += 1
             window = slice(start, start + self.batch_size)
             yield (x[:, window], y[:, window]) if self.stacked else (x[window], y[window])
 
     # Lightning saves and restores this with the checkpoint, so a run resumed mid-epoch sees exactly the
-    # batches an uninterrupted run would.
+    # batches an uninterrupted run would. Counted in single batches (optimizer steps), not groups: a
+    # resumed fit may group them otherwise (:func:`steps_observed`).
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self._epoch, "batches": self._yielded}
+        return {"epoch": self._epoch, "steps": self._yielded}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._skip = state["batches"] if state["batches"] < len(self) else 0
+        steps = state["steps"] if "steps" in state else state["batches"] * (self.group or 1)  # older checkpoints
+        self._skip = steps if steps < math.ceil(self.n / self.batch_size) else 0
 
 
 class PlantedDataModule(pl.LightningDataModule):
@@ -130,8 +130,9 @@ class PlantedDataModule(pl.LightningDataModule):
         prune_dataset_ratio: the pruning subset has ``ratio x 4`` training samples (as the reference).
         prune_batch_size: batch size when scoring on the pruning subset.
         seed: fixes the data, the training order and the pruning subset.
-        batches_per_step: training batches per Lightning step (each still one optimizer step of
-            ``train_batch_size`` samples); only speed changes, not the mathematics.
+        batches_per_step: optimizer steps grouped into one Lightning batch where no setting or callback
+            counts or watches batches (see :func:`steps_observed`); each is still one step of
+            ``train_batch_size`` samples and counts in ``trainer.global_step``: only speed changes.
     """
 
     def __init__(
@@ -181,7 +182,7 @@ class PlantedDataModule(pl.LightningDataModule):
         return self
 
     def train_dataloader(self) -> TensorBatches:
-        return stacked_train_batches([self], self._epoch)
+        return stacked_train_batches([self], self._epoch, getattr(self, "trainer", None))
 
     def val_dataloader(self) -> TensorBatches:
         return self.test_dataloader()
@@ -195,12 +196,50 @@ class PlantedDataModule(pl.LightningDataModule):
         return TensorBatches(x, y, self.hparams.prune_batch_size)
 
 
-def stacked_train_batches(members: list[PlantedDataModule], epoch_fn: Callable[[], int]) -> TensorBatches:
-    """The training batches of runs trained as one stack, ``[R, B, ...]``, each run in its own order."""
+BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+               "on_before_optimizer_step", "on_before_zero_grad")
+
+
+def steps_observed(trainer: pl.Trainer | None) -> str | None:
+    """Why every optimizer step must be a Lightning batch of its own (None: nothing can tell them apart).
+
+    Grouping ``batches_per_step`` optimizer steps into one Lightning batch removes most of Lightning's
+    per-batch cost on these tiny networks, but anything that counts, limits or watches batches or steps
+    would then see groups: such settings and callbacks get one step per batch, as in any Lightning module.
+    Lightning's and plantnseek's own callbacks watch batches only when told to (checked by their settings).
+    """
+    if trainer is None:
+        return None
+    if trainer.max_steps not in (-1, None):
+        return f"max_steps {trainer.max_steps}"
+    for name in ("limit_train_batches", "val_check_interval"):
+        value = getattr(trainer, name)
+        if value is not None and (isinstance(value, int) or float(value) != 1.0):
+            return f"{name} {value}"
+    for cb in trainer.callbacks:
+        module = type(cb).__module__
+        if module.startswith(("pytorch_lightning.", "lightning.", "plantnseek.")):
+            if getattr(cb, "_every_n_train_steps", 0) or getattr(cb, "_train_time_interval", None) \
+                    or getattr(cb, "logging_interval", None) == "step":
+                return f"callback {type(cb).__name__} acts every n training steps"
+            continue
+        if any(getattr(type(cb), hook) is not getattr(pl.Callback, hook) for hook in BATCH_HOOKS):
+            return f"callback {type(cb).__name__} watches training batches"
+    module = trainer.lightning_module
+    if any(getattr(type(module), hook) is not getattr(pl.LightningModule, hook) for hook in BATCH_HOOKS):
+        return f"{type(module).__name__} watches training batches"
+    return None
+
+
+def stacked_train_batches(members: list[PlantedDataModule], epoch_fn: Callable[[], int],
+                          trainer: pl.Trainer | None = None) -> TensorBatches:
+    """The training batches of runs trained as one stack, ``[R, B, ...]``, each run in its own order;
+    grouped ``batches_per_step`` to a Lightning batch unless :func:`steps_observed` says otherwise."""
     xs, ys = zip(*(dm.split("train") for dm in members))
     first = members[0].hparams
+    group = 1 if steps_observed(trainer) else first.batches_per_step
     return TensorBatches(torch.stack(xs), torch.stack(ys), first.train_batch_size, shuffle=True,
-                         seed=[dm.seed for dm in members], epoch_fn=epoch_fn, group=first.batches_per_step)
+                         seed=[dm.seed for dm in members], epoch_fn=epoch_fn, group=group)
 
 
 class StackedData(pl.LightningDataModule):
@@ -217,7 +256,7 @@ class StackedData(pl.LightningDataModule):
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def train_dataloader(self) -> TensorBatches:
-        return stacked_train_batches(self.members, self._epoch)
+        return stacked_train_batches(self.members, self._epoch, self.trainer)
 
     def val_dataloader(self) -> TensorBatches:
         xs, ys = zip(*(dm.split("test") for dm in self.members))

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from plantnseek.errors import RunFailure
-from plantnseek.kernel_build import load
+from plantnseek.kernel_build import failure, load, mode
 
 KINDS = {"adam": 0, "sgd": 1, "momentum": 2, "rms": 3}
 MAX_LAYERS = 64  # kernel.c's MAX_LAYERS
@@ -41,18 +41,52 @@ def _optimizer_kind(opt: torch.optim.Optimizer) -> str | None:
     return None
 
 
-def usable(params: Sequence[Tensor], opt: torch.optim.Optimizer) -> bool:
-    """True if the kernel can take this training step: a supported optimizer over exactly ``params``
-    (CPU, float32 or float64, contiguous), and the library loads."""
-    if _optimizer_kind(opt) is None or [id(p) for p in opt.param_groups[0]["params"]] != [id(p) for p in params]:
-        return False
-    if not 1 <= len(params) // 2 <= MAX_LAYERS or _autocast():
-        return False
+def refusal(params: Sequence[Tensor], opt: torch.optim.Optimizer) -> str | None:
+    """Why the kernel cannot train ``params`` with ``opt`` (None: it can), as a reason a user can act on.
+
+    The kernel takes whole optimizer steps in C: it needs one of make_optimizer's optimizers over exactly
+    ``params`` (CPU, float32 or float64, contiguous), every parameter trainable (it would move a frozen
+    one), full precision (autocast asks for low-precision products), and a library that loads.
+    """
+    if _optimizer_kind(opt) is None:
+        return f"the optimizer ({type(opt).__name__} with these options) is not one the kernel implements"
+    if [id(p) for p in opt.param_groups[0]["params"]] != [id(p) for p in params]:
+        return "the optimizer does not train exactly the network's weights and biases"
+    if any(not p.requires_grad for p in params):
+        return "a parameter is frozen (requires_grad False)"
+    if not 1 <= len(params) // 2 <= MAX_LAYERS:
+        return f"the network has {len(params) // 2} layers; the kernel takes 1 to {MAX_LAYERS}"
+    if _autocast():
+        return "autocast (mixed precision) is on"
     dtype = params[0].dtype
-    if dtype not in (torch.float32, torch.float64) or any(
-            p.device.type != "cpu" or p.dtype != dtype or not p.is_contiguous() for p in params):
-        return False
-    return load() is not None
+    if dtype not in (torch.float32, torch.float64) or any(p.dtype != dtype for p in params):
+        return f"parameters in {dtype}; the kernel computes in float32 or float64"
+    if any(p.device.type != "cpu" or not p.is_contiguous() for p in params):
+        return "a parameter is not a contiguous CPU tensor"
+    if load() is None:
+        return "PLANTNSEEK_KERNEL=torch" if mode() == "torch" else failure() or "the kernel library is unavailable"
+    return None
+
+
+# Where PyTorch's BLAS overtakes the kernel (benchmarks/engine_crossover.py, kernel / PyTorch time per step,
+# depth 5, batch 32): a lone run 0.88 at width 600, 1.0 at 800, 1.2-1.5 at 1000-1500; a stack of 2 runs
+# 0.9 at 1000, 1.1 at 1500; a stack of 8 runs 0.5-0.8 up to 1000. Wider layers than these go to PyTorch.
+WIDEST_ALONE, WIDEST_STACKED = 800, 1200
+
+
+def slower(runs: int, widths: Sequence[int]) -> str | None:
+    """Why PyTorch would train this stack faster than the kernel (None: the kernel is faster)."""
+    widest = max(widths[1:-1], default=0)
+    limit = WIDEST_ALONE if runs == 1 else WIDEST_STACKED
+    if widest > limit:
+        return (f"a hidden layer of width {widest} trains faster on PyTorch ({'a lone run' if runs == 1 else 'a stack'}"
+                f" wider than {limit}, benchmarks/engine_crossover.py)")
+    return None
+
+
+def usable(params: Sequence[Tensor], opt: torch.optim.Optimizer) -> bool:
+    """True if the kernel can take this training step (see :func:`refusal`)."""
+    return refusal(params, opt) is None
 
 
 def _autocast() -> bool:

@@ -53,6 +53,7 @@ class MaskedMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         last = len(self.layers) - 1
+        x = x.to(self.layers[0].weight.dtype)  # float32 data into a float64 network (precision 64-true)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
@@ -105,7 +106,7 @@ class StackedMLP(nn.Module):
         only while pruned entries are stored as zeros (:meth:`zero_pruned`), which training keeps.
         """
         t = tensors or self.tensors()
-        h = x.transpose(1, 2)
+        h = x.transpose(1, 2).to(t.weights[0].dtype)  # float32 data into a float64 stack (precision 64-true)
         last = len(t.weights) - 1
         for l, (w, b) in enumerate(zip(t.weights, t.biases)):
             if masked:

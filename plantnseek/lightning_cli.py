@@ -1,8 +1,9 @@
 """LightningCLI wiring: one seed for everything, the task chosen once, CPU and TensorBoard by default.
 
 Everything the user can get wrong is checked before anything is written: the seed, the accelerator, the
-output folder, an unbounded epoch count, a duplicated Pruning callback, and a checkpoint made under
-other settings than the run that resumes it.
+output folder, an unbounded epoch count, a duplicated Pruning callback, trainer settings the model's own
+optimizer steps exclude, a run too large for the memory, and a checkpoint made under other settings than
+the run that resumes it. What can only be found during fit (data a user task draws wrongly) leaves no folder.
 """
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from plantnseek.callbacks.summary import RunSummary, find_pruning
 from plantnseek.data import PlantedDataModule, data_settings
 from plantnseek.errors import UsageError, check_seed
 from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
-from plantnseek.interrupts import interrupted_message, restore_sigint
+from plantnseek.interrupts import interrupted_message, refusal_leaves_nothing, restore_sigint
+from plantnseek.memory import check_fits
 from plantnseek.module import PlantedMLP
 from plantnseek.paths import check_writable_dir
 from plantnseek.reporting import ProgressLines
+from plantnseek.sweep_check import check_supported
 
 
 def integer_seed(value: object) -> int:
@@ -50,8 +53,8 @@ def check_accelerator(value: Any) -> None:
         raise UsageError(f"trainer.accelerator {value!r} {what}; allowed here: {', '.join(['auto', *here])}")
 
 
-def check_one_pruning(callbacks: Any) -> None:
-    """Two Pruning callbacks would prune twice under one schedule (Lightning would fail with a traceback)."""
+def pruning_settings(callbacks: Any) -> list[dict[str, Any]]:
+    """The init_args of each Pruning callback in a config's ``trainer.callbacks``."""
     import importlib
 
     from plantnseek.callbacks.pruning import Pruning
@@ -64,8 +67,17 @@ def check_one_pruning(callbacks: Any) -> None:
         module, _, name = path.rpartition(".")
         cls = getattr(importlib.import_module(module), name, None)
         if isinstance(cls, type) and issubclass(cls, Pruning):
-            pruner = (cb.get("init_args") or {}).get("pruner", "synflow")
-            found.append(pruner if isinstance(pruner, str) else str(pruner.get("class_path", "?")))
+            args = cb.get("init_args") or {}
+            found.append(args.as_dict() if hasattr(args, "as_dict") else dict(args))
+    return found
+
+
+def check_one_pruning(callbacks: Any) -> None:
+    """Two Pruning callbacks would prune twice under one schedule (Lightning would fail with a traceback)."""
+    found = []
+    for args in pruning_settings(callbacks):
+        pruner = args.get("pruner", "synflow")
+        found.append(pruner if isinstance(pruner, str) else str(pruner.get("class_path", "?")))
     if len(found) > 1:
         raise UsageError(f"the Pruning callback is given {len(found)} times in trainer.callbacks "
                          f"(pruners {', '.join(found)}); give it once")
@@ -147,6 +159,12 @@ class PlantnseekCLI(LightningCLI):
         check_accelerator(cfg.trainer.get("accelerator"))
         check_writable_dir(cfg.trainer.get("default_root_dir") or os.getcwd(), "trainer.default_root_dir")
         check_one_pruning(cfg.trainer.get("callbacks"))
+        check_supported(cfg.trainer)
+        fit = self.config.subcommand == "fit"
+        # before the model is built: planting allocates the whole network at once
+        pruning = pruning_settings(cfg.trainer.get("callbacks")) if fit else []
+        check_fits(cfg.data.as_dict(), cfg.model.as_dict(), pruning[0] if pruning else None, "model.width",
+                   checkpoints=fit and cfg.trainer.get("enable_checkpointing") is not False, pictures=fit)
 
     def check_resume(self, pruning: Any) -> None:
         """A resumed fit must run under its checkpoint's settings (a dense run may train longer)."""
@@ -207,9 +225,11 @@ class PlantnseekCLI(LightningCLI):
         find_pruning(self.trainer)
 
     def fit(self, model: Any, **kwargs: Any) -> None:
-        """``trainer.fit``; Ctrl-C ends in one line saying what was saved and how to resume."""
+        """``trainer.fit``; Ctrl-C ends in one line saying what was saved and how to resume; a refusal
+        during fit (e.g. data a user task draws wrongly only at full size) leaves no run folder."""
         try:
-            self.trainer.fit(model, **kwargs)
+            with refusal_leaves_nothing(self.trainer.log_dir):
+                self.trainer.fit(model, **kwargs)
         except SystemExit:
             if not self.trainer.interrupted:
                 raise

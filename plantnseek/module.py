@@ -1,6 +1,7 @@
 """The LightningModule: planted masked MLPs, trained as one stack; and the planted ticket as buffers."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytorch_lightning as pl
@@ -65,6 +66,45 @@ def make_optimizer(hp: Any, params: Any) -> dict[str, Any]:
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
+GRADIENT_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+_said: set[str] = set()
+
+
+def choose_engine(module: "PlantedMLP") -> tuple[str, str | None]:
+    """``("kernel", None)`` or ``("pytorch", why)`` for the whole fit, said once where it is not the kernel.
+
+    The kernel takes whole optimizer steps in C and leaves ``.grad`` empty, so a hook that reads gradients
+    (overridden by the module or a callback) or autocast sends the run to the PyTorch path, as does
+    anything :func:`plantnseek.kernel.refusal` names; ``PLANTNSEEK_KERNEL=native`` refuses such a run.
+    Otherwise layers wide enough for PyTorch to be faster (:func:`plantnseek.kernel.slower`) go to
+    PyTorch, unless ``native`` asks for the kernel.
+    """
+    from plantnseek.kernel_build import failure, mode
+
+    trainer = module.trainer
+    hooked = [f"{type(owner).__name__}.{hook}" for owner, base in
+              [(module, pl.LightningModule)] + [(cb, pl.Callback) for cb in trainer.callbacks]
+              for hook in GRADIENT_HOOKS if getattr(type(owner), hook) is not getattr(base, hook)]
+    precision = str(trainer.precision)
+    if "mixed" in precision:
+        reason: str | None = f"precision {precision} trains under autocast"
+    elif hooked:
+        reason = f"{hooked[0]} reads gradients, which the kernel does not put in .grad"
+    else:
+        t = module.stack.tensors()
+        reason = kernel.refusal([*t.weights, *t.biases], trainer.optimizers[0])
+    if reason is not None and mode() == "native":
+        raise UsageError(f"PLANTNSEEK_KERNEL=native, but the training kernel cannot train this run: {reason}")
+    if reason is None and mode() != "native":  # native: the kernel, even where PyTorch would be faster
+        reason = kernel.slower(len(module.runs), module.stack.widths)
+    if reason is None:
+        return "kernel", None
+    if reason not in _said and reason not in ("PLANTNSEEK_KERNEL=torch", failure()):  # asked for, or said already
+        _said.add(reason)
+        print(f"plantnseek: training on the PyTorch path (same mathematics): {reason}", file=sys.stderr)
+    return "pytorch", reason
+
+
 class PlantedMLP(pl.LightningModule):
     """Planted MLPs of one task and architecture, trained as one stack (a single run is a stack of one).
 
@@ -125,6 +165,19 @@ class PlantedMLP(pl.LightningModule):
         self.evaluation = Evaluation(self.task, len(seeds))
         # Where each run's scalars go: the trainer's loggers for a single run, or one set per run (sweeps).
         self.run_loggers: list[list[Any]] | None = None
+        # What trains the run, decided once per fit before the first step (:func:`choose_engine`).
+        self.engine: str | None = None
+        self.evaluated_at: int | None = None  # global_step of the last per-epoch evaluation (history's last row)
+        self.engine_reason: str | None = None
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "PlantedMLP":
+        """A dtype or device change (``precision="64-true"``, ``.double()``) gives the stack new tensors: each
+        run's view is made again, so that it still aliases the stack (pruning through a view must reach the
+        tensors that train)."""
+        super()._apply(fn, recurse)
+        for r, run in enumerate(getattr(self, "runs", [])):
+            run.net = self.stack.run(r).train(self.training)
+        return self
 
     def train(self, mode: bool = True) -> "PlantedMLP":
         """Train/eval mode for the stack and every run's view (the views are not submodules)."""
@@ -174,46 +227,39 @@ class PlantedMLP(pl.LightningModule):
         return self.stack(x) if x.dim() == 3 else self.stack(x.unsqueeze(0)).squeeze(0)
 
     # -- one train/eval path for all tasks and all runs ----------------------------------------------------
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        """One optimizer step per ``(x, y)`` batch; ``batch`` is a batch or a list of batches.
+    def on_train_start(self) -> None:
+        self.engine, self.engine_reason = choose_engine(self)
 
-        The last step goes through Lightning's optimizer wrapper, so the trainer counts one step per call.
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """One optimizer step per ``(x, y)`` batch; ``batch`` is a batch or a list of batches (see
+        :func:`plantnseek.data.steps_observed` for when a Lightning batch holds more than one).
+
+        Every optimizer step goes through Lightning's optimizer wrapper, so ``trainer.global_step`` counts
+        optimizer steps on both engines.
         """
         batches = [as_runs(*b) for b in (batch if isinstance(batch, list) else [batch])]
         wrapped = self.optimizers()
-        opt = wrapped.optimizer
         tensors = self.stack.tensors()
         self.stack.zero_pruned(tensors)  # masks may have changed since the last step (pruning runs between steps)
-        if self._uses_kernel(opt, tensors):
-            total, count = kernel.train(*tensors, opt, batches, self.task.classification)
-            opt.zero_grad(set_to_none=True)
-            wrapped.step()  # no gradients: torch's update is a no-op; Lightning counts the step
+        if self.engine == "kernel":
+            total, count = kernel.train(*tensors, wrapped.optimizer, batches, self.task.classification)
+            wrapped.optimizer.zero_grad(set_to_none=True)
+            for _ in batches:
+                wrapped.step()  # no gradients: torch's update is a no-op; Lightning counts the kernel's step
         else:
             total, count = self._torch_steps(batches, wrapped, tensors)
         self.train_loss.update(total, count)
         return (total.sum() / count).float()
 
-    def _uses_kernel(self, opt: torch.optim.Optimizer, tensors: Any = None) -> bool:
-        t = tensors or self.stack.tensors()
-        return kernel.usable([*t.weights, *t.biases], opt)
-
-    def training_path(self) -> str | None:
-        """Which implementation trains this model: ``kernel`` (native) or ``pytorch``; None before fit."""
-        opts = self.trainer.optimizers if self._trainer is not None else []
-        if not opts:
-            return None
-        return "kernel" if self._uses_kernel(opts[0]) else "pytorch"
-
     def _torch_steps(self, batches: list[tuple[Tensor, Tensor]], wrapped: Any, tensors: Any) -> tuple[Tensor, int]:
-        """The PyTorch path (no C compiler, or an optimizer the kernel does not do): autograd through the
-        unmasked forward (exact while pruned entries are stored as zeros), then ``torch.optim``."""
-        opt = wrapped.optimizer
+        """The PyTorch path: autograd through the unmasked forward (exact while pruned entries are stored as
+        zeros), Lightning's backward and optimizer step (so its hooks see the gradients), ``torch.optim``."""
         total, count = torch.zeros(len(self.runs), dtype=torch.float64), 0
-        for i, (x, y) in enumerate(batches):
-            opt.zero_grad(set_to_none=True)
+        for x, y in batches:
+            wrapped.zero_grad(set_to_none=True)
             losses = run_losses(self.task, self.stack(x, masked=False, tensors=tensors), y)
-            losses.sum().backward()  # runs are independent: each run's gradients are its own loss's
-            (wrapped if i == len(batches) - 1 else opt).step()
+            self.manual_backward(losses.sum())  # runs are independent: each run's gradients are its own loss's
+            wrapped.step()
             self.stack.zero_pruned(tensors)
             total += losses.detach().double() * x.shape[1]
             count += x.shape[1]
@@ -269,8 +315,13 @@ class PlantedMLP(pl.LightningModule):
                 row["train_loss"] = train_values[r]
             row.update({k: v[r] for k, v in values.items()})
             run.history.append(row)
-            self.log_run(r, {("train/loss" if k == "train_loss" else f"test/{k[5:]}"): v
-                             for k, v in row.items() if k != "epoch"}, step=epoch)
+            scalars = {("train/loss" if k == "train_loss" else f"test/{k[5:]}"): v for k, v in row.items() if k != "epoch"}
+            if self.run_loggers is None and len(self.runs) == 1:
+                self.log_dict(scalars)  # a fit: through Lightning, so callback_metrics, EarlyStopping, any logger see it
+            else:
+                # a sweep's stack: each run has its own writer, given what Lightning logs for a fit
+                self.log_run(r, {**scalars, "epoch": float(epoch)}, step=self.trainer.global_step)
+        self.evaluated_at = self.trainer.global_step
 
     def on_test_epoch_end(self) -> None:
         results = self.evaluation.compute()

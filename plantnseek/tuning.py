@@ -2,9 +2,6 @@
 
 Threads: one intra-op thread unless ``OMP_NUM_THREADS`` says otherwise (:func:`one_thread_by_default`).
 
-Imports: the command line loads Lightning without torch's compiler stack
-(:mod:`plantnseek.lean_import`).
-
 Memory: training makes thousands of steps whose tensors are a few MB each. glibc's default malloc
 hands such blocks back to the kernel on free (mmap/trim thresholds) and takes fresh zeroed pages on
 the next allocation: page faults that cost about a fifth of a stacked training step. Keeping freed

@@ -29,3 +29,15 @@ class Broken(Scorer):
 
     def score(self, ctx):
         raise RuntimeError("broken scorer")
+
+
+class CompiledMagnitude(Scorer):
+    """|θ| through a function compiled with torch.compile (eager backend): a user's scorer may compile."""
+
+    uses_data = False
+
+    def score(self, ctx):
+        import torch
+
+        magnitude = torch.compile(lambda p: p.detach().abs() + 0.0, backend="eager")
+        return [magnitude(p) for p in ctx.params]

@@ -180,3 +180,20 @@ def test_pruning_schedule_sets_the_epochs_and_says_so(in_tmp, capsys):
     assert "trainer.max_epochs=7 is ignored" in capsys.readouterr().err
     (s,) = summaries(in_tmp)
     assert s["epochs"] == 3 and s["levels"] == 2
+
+
+def test_the_working_directory_imports_user_modules_but_shadows_no_package(tmp_path):
+    """A yaml.py (or any module named like an installed package) next to your configs must not replace the
+    real package; your own task module there still imports."""
+    import shutil
+
+    exe = os.path.join(os.path.dirname(sys.executable), "plantnseek")
+    (tmp_path / "yaml.py").write_text("raise ImportError('the working directory shadowed the real yaml')\n")
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "examples", "xor_task.py"), tmp_path / "xor_task.py")
+    done = subprocess.run([exe, "ticket", "--dataset", "xor_task.Xor", "--depth", "4", "--width", "20"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Planted" in done.stdout
+    (tmp_path / "sweep.yaml").write_text("grid: {seed: [1]}\nbase: {data: {n_samples: -3}}\n")
+    done = subprocess.run([exe, "sweep", "--config", "sweep.yaml"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "n_samples -3" in done.stderr and "shadowed" not in done.stderr, done.stderr

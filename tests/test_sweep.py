@@ -23,6 +23,7 @@ def test_smoke_sweep_end_to_end_with_resume_and_a_failing_run(in_tmp, capsys):
     for col in ("dataset", "pruner", "sparsity", "param_sparsity", "final_metric", "ticket_metric",
                 "ticket_sparsity", "recall", "precision", "collapsed", "seconds"):
         assert col in rows[0]
+    assert {r["engine"] for r in rows} <= {"kernel", "pytorch"} and all(r["engine"] for r in rows)
     ticket_rows = [r for r in rows if r["sparsity"] == "ticket"]
     assert all(float(r["param_sparsity"]) == pytest.approx(float(r["ticket_sparsity"]), abs=1e-3) for r in ticket_rows)
     with Image.open(in_tmp / "sw/figure.png") as im:

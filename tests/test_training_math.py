@@ -62,7 +62,7 @@ def test_stacked_training_equals_a_plain_masked_loop(tmp_path, prune_first, path
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          default_root_dir=str(tmp_path))
     trainer.fit(model, datamodule=StackedData(dms))
-    assert model.training_path() == path
+    assert model.engine == path
     for r, (ws, bs) in enumerate(expected):
         for l in range(3):
             wm, bm = masks[r][0][l], masks[r][1][l]

@@ -1,4 +1,4 @@
-"""Process settings of the command line: Lightning without the compiler stack, one thread by default.
+"""Process settings of the command line: one thread by default, and nothing that replaces another package.
 
 Each test runs a fresh interpreter: these settings act on what a process has imported or started.
 """
@@ -11,9 +11,6 @@ import sys
 
 import pytest
 
-REAL = "getattr(sys.modules.get('torch._dynamo'), '__file__', None) is not None"  # the stand-in has no file
-
-
 def run_python(code: str, env: dict[str, str] | None = None) -> dict:
     environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -22,79 +19,29 @@ def run_python(code: str, env: dict[str, str] | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_main_run_never_loads_the_compiler(tmp_path):
-    """The command line imports Lightning with the stand-in, and a whole run (prune, train, test,
-    summary, pictures) never needs the real ``torch._dynamo``: that is the 1.7 s it saves."""
+def test_torch_compile_works_in_a_command_and_on_the_model_under_fit(tmp_path):
+    """No stand-in for another package's module: after a whole ``main`` run, torch's and Lightning's own
+    machinery works, ``torch.compile`` of a module and of the model under ``fit`` (eager backend: fast)."""
     out = run_python(f"""
-import json, sys
+import importlib.util, json, sys
+import torch
 from plantnseek.cli import main
 code = main('main --dataset circle --pruner synflow --sparsity 0.1 --pre-epochs 1 --post-epochs 1 --depth 4 '
             '--width 20 --optimizer rms --result-dir {tmp_path} --exp-suffix x'.split())
-print(json.dumps({{"code": code, "real": {REAL}, "loaded": 'torch._dynamo' in sys.modules}}))
+spec = importlib.util.find_spec("torch._dynamo") is not None
+f = torch.compile(lambda x: torch.relu(x) * 2, backend="eager")
+compiled_fn = float(f(torch.tensor([-1.0, 3.0])).sum())
+import pytorch_lightning as pl
+from plantnseek import PlantedDataModule, PlantedMLP
+model = PlantedMLP(dataset="circle", depth=4, width=20)
+dm = PlantedDataModule(dataset="circle", n_samples=600, train_batch_size=64)
+trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, default_root_dir="{tmp_path}")
+trainer.fit(torch.compile(model, backend="eager"), datamodule=dm)
+print(json.dumps({{"code": code, "spec": spec, "fn": compiled_fn, "steps": trainer.global_step}}))
 """)
-    assert out == {"code": 0, "real": False, "loaded": True}
+    assert out == {"code": 0, "spec": True, "fn": 6.0, "steps": 9}
     assert (tmp_path / "x" / "version_0" / "summary.json").exists()
-
-
-def test_anything_beyond_the_idle_names_loads_the_real_compiler():
-    out = run_python(f"""
-import json, sys
-from plantnseek.lean_import import lean_lightning_import
-lean = lean_lightning_import()
-import torch, pytorch_lightning
-before = {REAL}
-stand_in = sys.modules['torch._dynamo']
-idle = stand_in.disable(len) is len and stand_in.graph_break() is None
-reset = stand_in.reset  # any other name
-import torch._dynamo
-print(json.dumps({{"lean": lean, "before": before, "idle": idle, "after": {REAL},
-                   "same": reset is torch._dynamo.reset, "attr": torch._dynamo is sys.modules['torch._dynamo']}}))
-""")
-    assert out == {"lean": True, "before": False, "idle": True, "after": True, "same": True, "attr": True}
-
-
-def test_a_submodule_import_loads_the_real_package_once():
-    """``import torch._dynamo.config`` works with the stand-in in place, runs the submodule once, and a
-    setting made on it is the one the compiler sees; compiling works."""
-    out = run_python(f"""
-import gc, json, sys, types, warnings
-warnings.simplefilter("ignore")
-from plantnseek.lean_import import lean_lightning_import
-lean_lightning_import()
-import torch._dynamo.config as config
-config.suppress_errors = True
-import torch
-compiled = torch.compile(lambda x: x * 2 + 1, backend="eager")(torch.ones(2)).tolist()
-real = sys.modules["torch._dynamo"]
-copies = sum(issubclass(type(m), types.ModuleType) and m.__name__ == "torch._dynamo.config"
-             for m in gc.get_objects())
-print(json.dumps({{"real": {REAL}, "copies": copies, "kept": real.config is config, "compiled": compiled,
-                   "seen": sys.modules["torch._dynamo.eval_frame"].config.suppress_errors}}))
-""")
-    assert out == {"real": True, "copies": 1, "kept": True, "seen": True, "compiled": [3.0, 3.0]}
-
-
-def test_a_stand_in_lightning_cannot_use_falls_back_to_the_usual_import():
-    out = run_python(f"""
-import json, sys, types
-from plantnseek.lean_import import lean_lightning_import
-lean = lean_lightning_import(types.ModuleType('torch._dynamo'))  # lacks disable: Lightning's import fails
-import pytorch_lightning as pl, torch
-from pytorch_lightning.utilities.compile import OptimizedModule
-print(json.dumps({{"lean": lean, "real": {REAL}, "trainer": hasattr(pl, 'Trainer'),
-                   "optimized": OptimizedModule is torch._dynamo.OptimizedModule}}))
-""")
-    assert out == {"lean": False, "real": True, "trainer": True, "optimized": True}
-
-
-def test_not_applied_once_lightning_is_imported():
-    out = run_python(f"""
-import json, sys
-import pytorch_lightning
-from plantnseek.lean_import import lean_lightning_import
-print(json.dumps({{"lean": lean_lightning_import(), "real": {REAL}}}))
-""")
-    assert out == {"lean": False, "real": True}
 
 
 @pytest.mark.parametrize("env, chosen, threads", [({}, True, 1), ({"OMP_NUM_THREADS": "2"}, False, 2)])
