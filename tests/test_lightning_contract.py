@@ -180,17 +180,17 @@ def test_any_logger_gets_metrics_and_hparams(loggers, tmp_path):
 def test_the_engine_rule_by_width_is_one_rule():
     from plantnseek import kernel
 
-    assert kernel.slower(1, [2, kernel.WIDEST_ALONE, 4]) is None
-    assert "width 801" in kernel.slower(1, [2, kernel.WIDEST_ALONE + 1, 4])
-    assert kernel.slower(8, [2, kernel.WIDEST_ALONE + 1, 4]) is None  # a stack keeps the kernel longer
-    assert kernel.slower(8, [2, kernel.WIDEST_STACKED + 1, kernel.WIDEST_STACKED + 1, 4]) is not None
+    assert kernel.slower(1, [2, kernel.WIDEST, 4]) is None
+    assert "width 701" in kernel.slower(1, [2, kernel.WIDEST + 1, 4])
+    assert kernel.slower(kernel.STACK - 1, [2, 50, kernel.WIDEST + 1, 4]) is not None
+    assert kernel.slower(kernel.STACK, [2, kernel.WIDEST + 1, 4]) is None  # a large stack keeps the kernel
     assert kernel.slower(1, [5000, 100, 5000]) is None  # input and output sizes are not hidden widths
 
 
 def test_a_wide_lone_run_trains_on_pytorch_unless_native_is_asked(tmp_path, monkeypatch):
     from plantnseek import kernel
 
-    monkeypatch.setattr(kernel, "WIDEST_ALONE", 10)  # the tiny run counts as wide
+    monkeypatch.setattr(kernel, "WIDEST", 10)  # the tiny run counts as wide
     for mode, engine in (("auto", "pytorch"), ("native", "kernel")):
         monkeypatch.setenv("PLANTNSEEK_KERNEL", mode)
         model, dm = tiny(batches_per_step=4)
