@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Callable
 
-from plantnseek.errors import Interrupted, RunFailure, UsageError, find_cause
+from plantnseek.errors import Interrupted, RunFailure, UsageError, find_cause, lightning_refusal
 from plantnseek.tuning import keep_freed_memory, one_thread_by_default
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if reason and not reason.startswith("Import path"):  # e.g. a scorer's own check of its init_args
             print(f"plantnseek: error: {reason}", file=sys.stderr)
             return 2
-        if type(e).__name__ == "MisconfigurationException":  # Lightning's word for a bad trainer setting
+        if lightning_refusal(e):  # a trainer setting Lightning refuses
             print(f"plantnseek: error: trainer: {one_line(str(e))}", file=sys.stderr)
             return 2
         if isinstance(e, MemoryError):

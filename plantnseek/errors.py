@@ -53,3 +53,16 @@ def find_cause(error: BaseException, kind: type) -> BaseException | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def lightning_refusal(error: BaseException) -> bool:
+    """A trainer setting Lightning refuses: its MisconfigurationException, or a ValueError raised inside
+    Lightning itself (e.g. a ``val_check_interval`` longer than an epoch) -- bad input, not a crash."""
+    if type(error).__name__ == "MisconfigurationException":
+        return True
+    if not isinstance(error, ValueError) or error.__traceback__ is None:
+        return False
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return any(part in tb.tb_frame.f_code.co_filename for part in ("/pytorch_lightning/", "/lightning_fabric/"))

@@ -14,7 +14,7 @@ import shutil
 import signal
 from typing import TYPE_CHECKING, Iterator
 
-from plantnseek.errors import Interrupted, UsageError, find_cause
+from plantnseek.errors import Interrupted, UsageError, find_cause, lightning_refusal
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -28,7 +28,7 @@ def restore_sigint() -> None:
 def is_refusal(error: BaseException) -> bool:
     """Bad input, as the command line reports it (exit code 2): a UsageError, also wrapped, or a trainer
     setting Lightning refuses."""
-    return find_cause(error, UsageError) is not None or type(error).__name__ == "MisconfigurationException"
+    return find_cause(error, UsageError) is not None or lightning_refusal(error)
 
 
 @contextlib.contextmanager

@@ -195,9 +195,10 @@ class PlantnseekCLI(LightningCLI):
                              f"give a number of epochs >= 0 (default {DEFAULT_EPOCHS})")
         if pruning is not None:
             pruning.target_density(self.model)  # a target that keeps nothing fails before anything is written
-            if asked is not None and asked != pruning.total_epochs:
-                print(f"note: the Pruning callback trains levels x pre_epochs + post_epochs = {pruning.total_epochs} "
-                      f"epochs; trainer.max_epochs={asked} is ignored", file=sys.stderr)
+            if asked is not None and asked != pruning.total_epochs:  # one value per setting, never ignored
+                raise UsageError(f"trainer.max_epochs {asked} contradicts the Pruning schedule, levels x pre_epochs + "
+                                 f"post_epochs = {pruning.total_epochs} epochs; leave trainer.max_epochs unset (or "
+                                 f"{pruning.total_epochs}), or change the schedule")
             self.trainer.fit_loop.max_epochs = pruning.total_epochs
         self._name_run(pruning)
 

@@ -102,7 +102,11 @@ def check_shape_and_parts(spec: RunSpec) -> None:
         raise UsageError(f"width {model['width']} cannot hold the {dm.dataset} ticket; the minimum width is {need}")
     network_widths(get_task(dm.dataset), model["depth"], model["width"])
     if spec.pruning is not None:
-        Pruning(**spec.pruning)
+        total = Pruning(**spec.pruning).total_epochs
+        asked = spec.trainer.get("max_epochs")
+        if asked is not None and asked != total:  # one value per setting: the schedule sets the epochs
+            raise UsageError(f"trainer.max_epochs {asked} contradicts the Pruning schedule, levels x pre_epochs + "
+                             f"post_epochs = {total} epochs; leave trainer.max_epochs unset, or change the schedule")
 
 
 def validate(specs: list[RunSpec]) -> None:

@@ -6,6 +6,7 @@ import json
 
 from plantnseek.argparsing import CleanArgumentParser
 from plantnseek.data import PlantedDataModule
+from plantnseek.memory import check_fits
 from plantnseek.module import PlantedMLP
 from plantnseek.planted import ticket_report
 
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
+    check_fits({"dataset": args.dataset, "noise": args.noise}, {"depth": args.depth, "width": args.width}, None,
+               "--width", checkpoints=False, pictures=False)  # before planting allocates the network
     module = PlantedMLP(dataset=args.dataset, depth=args.depth, width=args.width, seed=args.seed)
     dm = PlantedDataModule(dataset=args.dataset, noise=args.noise, seed=args.seed)
     report = ticket_report(module, *dm.split("test"))

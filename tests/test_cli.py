@@ -173,11 +173,15 @@ def test_readme_scorer_example_runs(in_tmp, monkeypatch):
     assert s["pruner"] == "gradnorm" and s["param_kept"] == round(0.05 * s["param_prunable"])
 
 
-def test_pruning_schedule_sets_the_epochs_and_says_so(in_tmp, capsys):
-    assert main(["fit", "--config", f"{CONFIGS}/synflow_multishot.yaml", "--model.width", "20", *TINY,
-                 "--trainer.callbacks.init_args.pre_epochs", "1", "--trainer.callbacks.init_args.levels", "2",
-                 "--trainer.callbacks.init_args.post_epochs", "1", "--trainer.max_epochs", "7"]) == 0
-    assert "trainer.max_epochs=7 is ignored" in capsys.readouterr().err
+def test_pruning_schedule_sets_the_epochs_and_a_contradicting_max_epochs_is_refused(in_tmp, capsys):
+    schedule = ["fit", "--config", f"{CONFIGS}/synflow_multishot.yaml", "--model.width", "20", *TINY,
+                "--trainer.callbacks.init_args.pre_epochs", "1", "--trainer.callbacks.init_args.levels", "2",
+                "--trainer.callbacks.init_args.post_epochs", "1"]
+    assert main([*schedule, "--trainer.max_epochs", "7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trainer.max_epochs 7 contradicts the Pruning schedule" in err and "\n" not in err
+    assert not (in_tmp / "lightning_logs").exists() or not list((in_tmp / "lightning_logs").rglob("summary.json"))
+    assert main([*schedule, "--trainer.max_epochs", "3"]) == 0  # the schedule's own count is fine
     (s,) = summaries(in_tmp)
     assert s["epochs"] == 3 and s["levels"] == 2
 

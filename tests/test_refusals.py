@@ -42,6 +42,8 @@ def listing(root):
      "trainer.gradient_clip_val 1.0 is not supported: plantnseek takes its own optimizer steps; allowed: null"),
     (["fit", *TINY, "--trainer.accumulate_grad_batches", "2"],
      "trainer.accumulate_grad_batches 2 is not supported: plantnseek takes its own optimizer steps; allowed: 1"),
+    (["fit", *TINY, "--trainer.val_check_interval", "50"],
+     "trainer: `val_check_interval` (50) must be less than or equal to the number of the training batches (9)"),
     (["fit", *TINY, "--trainer.devices", "2"], "trainer.devices 2 is not supported: a run trains in one process"),
     (["test", *TINY, "--trainer.num_nodes", "2"], "trainer.num_nodes 2 is not supported"),
     (["fit", *TINY, "--trainer.strategy", "ddp"], "trainer.strategy 'ddp' is not supported"),
@@ -117,3 +119,15 @@ def test_ctrl_c_after_the_summary_keeps_the_run_completed(tmp_path):
     s = json.loads(summary.read_text())
     assert s["status"] == "completed" and s["pictures_missing"] == ["task.png", "masks.png"]
     assert not (summary.parent / "task.png").exists() and not (summary.parent / "masks.png").exists()
+
+
+def test_sweep_refuses_max_epochs_that_contradict_the_pruning_schedule(in_tmp, capfd):
+    config = {"name": "t", "base": {"data": {"n_samples": 600, "prune_dataset_ratio": 5},
+                                    "model": {"depth": 4, "width": 20}, "pruning": {"post_epochs": 2},
+                                    "trainer": {"max_epochs": 5}},
+              "grid": {"pruner": ["mag"]}}
+    (in_tmp / "sweep.yaml").write_text(yaml.safe_dump(config))
+    assert main(["sweep", "--config", "sweep.yaml", "--out", "out"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "trainer.max_epochs 5 contradicts the Pruning schedule" in err and "= 2 epochs" in err and "\n" not in err
+    assert not (in_tmp / "out").exists()
