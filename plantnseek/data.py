@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from plantnseek.engine import steps_observed
 from plantnseek.errors import UsageError, check_number, check_seed
 from plantnseek.registry import CheckedTask, get_task
 from plantnseek.tuning import available_memory
@@ -194,41 +195,6 @@ class PlantedDataModule(pl.LightningDataModule):
     def prune_dataloader(self) -> TensorBatches:
         x, y = self.split("prune")
         return TensorBatches(x, y, self.hparams.prune_batch_size)
-
-
-BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
-               "on_before_optimizer_step", "on_before_zero_grad")
-
-
-def steps_observed(trainer: pl.Trainer | None) -> str | None:
-    """Why every optimizer step must be a Lightning batch of its own (None: nothing can tell them apart).
-
-    Grouping ``batches_per_step`` optimizer steps into one Lightning batch removes most of Lightning's
-    per-batch cost on these tiny networks, but anything that counts, limits or watches batches or steps
-    would then see groups: such settings and callbacks get one step per batch, as in any Lightning module.
-    Lightning's and plantnseek's own callbacks watch batches only when told to (checked by their settings).
-    """
-    if trainer is None:
-        return None
-    if trainer.max_steps not in (-1, None):
-        return f"max_steps {trainer.max_steps}"
-    for name in ("limit_train_batches", "val_check_interval"):
-        value = getattr(trainer, name)
-        if value is not None and (isinstance(value, int) or float(value) != 1.0):
-            return f"{name} {value}"
-    for cb in trainer.callbacks:
-        module = type(cb).__module__
-        if module.startswith(("pytorch_lightning.", "lightning.", "plantnseek.")):
-            if getattr(cb, "_every_n_train_steps", 0) or getattr(cb, "_train_time_interval", None) \
-                    or getattr(cb, "logging_interval", None) == "step":
-                return f"callback {type(cb).__name__} acts every n training steps"
-            continue
-        if any(getattr(type(cb), hook) is not getattr(pl.Callback, hook) for hook in BATCH_HOOKS):
-            return f"callback {type(cb).__name__} watches training batches"
-    module = trainer.lightning_module
-    if any(getattr(type(module), hook) is not getattr(pl.LightningModule, hook) for hook in BATCH_HOOKS):
-        return f"{type(module).__name__} watches training batches"
-    return None
 
 
 def stacked_train_batches(members: list[PlantedDataModule], epoch_fn: Callable[[], int],

@@ -1,7 +1,6 @@
 """The LightningModule: planted masked MLPs, trained as one stack; and the planted ticket as buffers."""
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytorch_lightning as pl
@@ -10,6 +9,7 @@ from lightning_fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 
 from plantnseek import kernel
+from plantnseek.engine import choose_engine
 from plantnseek.errors import RunFailure, UsageError, check_number, check_seed
 from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
 from plantnseek.layers import MaskedMLP, StackedMLP
@@ -64,45 +64,6 @@ def make_optimizer(hp: Any, params: Any) -> dict[str, Any]:
         opt = torch.optim.RMSprop(params, lr=lr, weight_decay=wd, foreach=True)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp["lr_drops"] or []), gamma=hp["lr_drop_rate"])
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
-GRADIENT_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
-_said: set[str] = set()
-
-
-def choose_engine(module: "PlantedMLP") -> tuple[str, str | None]:
-    """``("kernel", None)`` or ``("pytorch", why)`` for the whole fit, said once where it is not the kernel.
-
-    The kernel takes whole optimizer steps in C and leaves ``.grad`` empty, so a hook that reads gradients
-    (overridden by the module or a callback) or autocast sends the run to the PyTorch path, as does
-    anything :func:`plantnseek.kernel.refusal` names; ``PLANTNSEEK_KERNEL=native`` refuses such a run.
-    Otherwise layers wide enough for PyTorch to be faster (:func:`plantnseek.kernel.slower`) go to
-    PyTorch, unless ``native`` asks for the kernel.
-    """
-    from plantnseek.kernel_build import failure, mode
-
-    trainer = module.trainer
-    hooked = [f"{type(owner).__name__}.{hook}" for owner, base in
-              [(module, pl.LightningModule)] + [(cb, pl.Callback) for cb in trainer.callbacks]
-              for hook in GRADIENT_HOOKS if getattr(type(owner), hook) is not getattr(base, hook)]
-    precision = str(trainer.precision)
-    if "mixed" in precision:
-        reason: str | None = f"precision {precision} trains under autocast"
-    elif hooked:
-        reason = f"{hooked[0]} reads gradients, which the kernel does not put in .grad"
-    else:
-        t = module.stack.tensors()
-        reason = kernel.refusal([*t.weights, *t.biases], trainer.optimizers[0])
-    if reason is not None and mode() == "native":
-        raise UsageError(f"PLANTNSEEK_KERNEL=native, but the training kernel cannot train this run: {reason}")
-    if reason is None and mode() != "native":  # native: the kernel, even where PyTorch would be faster
-        reason = kernel.slower(len(module.runs), module.stack.widths)
-    if reason is None:
-        return "kernel", None
-    if reason not in _said and reason not in ("PLANTNSEEK_KERNEL=torch", failure()):  # asked for, or said already
-        _said.add(reason)
-        print(f"plantnseek: training on the PyTorch path (same mathematics): {reason}", file=sys.stderr)
-    return "pytorch", reason
 
 
 class PlantedMLP(pl.LightningModule):
@@ -232,7 +193,7 @@ class PlantedMLP(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         """One optimizer step per ``(x, y)`` batch; ``batch`` is a batch or a list of batches (see
-        :func:`plantnseek.data.steps_observed` for when a Lightning batch holds more than one).
+        :func:`plantnseek.engine.steps_observed` for when a Lightning batch holds more than one).
 
         Every optimizer step goes through Lightning's optimizer wrapper, so ``trainer.global_step`` counts
         optimizer steps on both engines.
