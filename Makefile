@@ -37,5 +37,7 @@ mutation: $(STAMP)
 	cd $(MUT) && $(CURDIR)/$(BIN)/mutmut run $(MUTMUT_ARGS); $(CURDIR)/$(BIN)/mutmut results --all true > results.txt; \
 	  grep -c ": killed" results.txt; grep -v ": killed" results.txt
 
+## clean: remove what `make` and the README's commands create (lightning_logs/ keeps its README.md)
 clean:
-	rm -rf $(VENV) lightning_logs results .pytest_cache
+	rm -rf $(VENV) results Results examples/results examples/lightning_logs build .pytest_cache
+	find lightning_logs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

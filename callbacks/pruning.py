@@ -13,12 +13,12 @@ step's target) and keeps exactly ``round(density * n)`` parameters; pruned param
 
 Right after the last pruning step (after its rewind and, with ``reinitialize``, the fresh weights: the
 network that post-training starts from) the callback evaluates the test split once: ``pruned``, the
-strong-ticket metric (the network as pruned, before any further training).
+strong-ticket metric (the network as pruned, before any further training), and whether it is dead.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pytorch_lightning as pl
 import torch
@@ -34,9 +34,19 @@ from plantnseek.errors import UsageError, check_number
 from plantnseek.masking import resolve_density, schedule_densities, shuffle_masks, topk_masks
 from plantnseek.planting import he_scaled_init
 
+if TYPE_CHECKING:
+    from plantnseek.run import Run
+
 SCOPES = ("global", "local")
 SCHEDULES = ("exponential", "linear")
 __all__ = ["Pruning", "make_scorer", "apply_masks", "STREAM_SCORE", "STREAM_SHUFFLE", "STREAM_REINIT"]
+
+
+def ticket_density(ticket: Any, prune_bias: bool) -> float:
+    """The fraction of the prunable parameters (weights, and biases with ``prune_bias``) the ticket occupies:
+    the one ticket density, what ``sparsity: -1`` keeps and what results and figures compare against."""
+    masks = ticket.weight_masks() + (ticket.bias_masks() if prune_bias else [])
+    return sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
 
 
 class Pruning(PruningState, Callback):
@@ -108,6 +118,7 @@ class Pruning(PruningState, Callback):
         self.events: list[dict[str, Any]] = []
         self.density: float | None = None
         self.pruned: dict[str, float] | None = None  # test results right after the last pruning step
+        self.pruned_spread: float | None = None  # and the network's output spread then (0: dead)
         self._initial: dict[str, Tensor] | None = None
         self._initial_optim: list[dict] | None = None
         self._initial_sched: list[dict] | None = None
@@ -128,12 +139,7 @@ class Pruning(PruningState, Callback):
 
     def ticket_density(self, module: pl.LightningModule) -> float:
         """Kept fraction that keeps exactly as many prunable parameters as the ticket has."""
-        n_ticket = sum(int(m.sum()) for m in module.ticket.weight_masks())
-        n_total = sum(m.numel() for m in module.ticket.weight_masks())
-        if self.prune_bias:
-            n_ticket += sum(int(m.sum()) for m in module.ticket.bias_masks())
-            n_total += sum(m.numel() for m in module.ticket.bias_masks())
-        return n_ticket / n_total
+        return ticket_density(module.ticket, self.prune_bias)
 
     def target_density(self, module: pl.LightningModule) -> float:
         density = resolve_density(self.sparsity, self.compression, self.ticket_density(module))
@@ -191,8 +197,12 @@ class Pruning(PruningState, Callback):
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "test_dataloader"):
             return
-        self.pruned = pl_module.evaluate(datamodule.test_dataloader())
+        self.measure_pruned(pl_module.only, datamodule.test_dataloader())
         pl_module.log_run(0, {f"test_pruned/{k}": v for k, v in self.pruned.items()}, step=0)
+
+    def measure_pruned(self, run: Run, test: Iterable[tuple[Tensor, Tensor]]) -> None:
+        """``pruned`` (test results) and ``pruned_spread`` (is it dead?) of ``run`` as pruning left it."""
+        self.pruned, self.pruned_spread = run.evaluate(test), run.output_spread(test)
 
     def _reset_if_pending(self, trainer: pl.Trainer) -> None:
         """Reset optimizer and lr schedule at the start of the next epoch (after Lightning's lr step)."""

@@ -50,6 +50,7 @@ class PruningState:
             "initial": self._initial, "initial_optim": self._initial_optim, "initial_sched": self._initial_sched,
             # what the summary's score statistics and the score pictures are drawn from
             "last_scores": self.last_scores, "score_log": self.score_log, "pruned": self.pruned,
+            "pruned_spread": self.pruned_spread,
         }
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
@@ -71,3 +72,4 @@ class PruningState:
         self.last_scores = dict(state_dict.get("last_scores", {}))
         self.score_log = list(state_dict.get("score_log", []))
         self.pruned = state_dict.get("pruned")
+        self.pruned_spread = state_dict.get("pruned_spread")

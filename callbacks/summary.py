@@ -7,7 +7,6 @@ interrupted after its completed summary was written (while its pictures were dra
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -16,8 +15,11 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from plantnseek.callbacks.hparams import hparams_of, log_hparams, outcome_metrics
+from plantnseek.callbacks.pruning import ticket_density
 from plantnseek.errors import UsageError
 from plantnseek.masking import recovery
+from plantnseek.run import DEAD_TOLERANCE
 
 
 def run_dir(trainer: pl.Trainer) -> str:
@@ -66,17 +68,30 @@ def clean(x: Any) -> Any:
 
 
 def ticket_info(module: pl.LightningModule, x: Any, y: Any) -> dict[str, Any]:
+    """The planted ticket on the test split (``x``, ``y``): its counts, metric and output spread."""
     nonzero, total = module.ticket.counts()
-    info = {"sparsity": nonzero / total, "nonzero": nonzero, "total": total,
-            "metric_name": module.task.metric_name, "metric": module.ticket_metric(x, y)}
+    info = {"sparsity": nonzero / total, "sparsity_counts": "weights (as the reference's 'ticket sparsity')",
+            "nonzero": nonzero, "total": total, "metric_name": module.task.metric_name,
+            "metric": module.ticket_metric(x, y), "output_spread": module.ticket_spread(x)}
     if not module.task.builtin:  # user and run: tasks can change after a run; record which ticket it was
         info["fingerprint"] = module.task.fingerprint(module.hparams.depth)
     return info
 
 
+def dead_info(pruned_spread: float | None, final_spread: float | None, ticket_spread: float | None) -> dict[str, Any]:
+    """Whether the network was dead right after the last pruning step and at the end (None: not measured, e.g.
+    no pruning), with the measured output spreads and the tolerance they are compared with."""
+    tolerance = None if ticket_spread is None else DEAD_TOLERANCE * ticket_spread
+    flags = [None if s is None or tolerance is None else s < tolerance for s in (pruned_spread, final_spread)]
+    return {"after_pruning": flags[0], "final": flags[1],
+            "output_spread": {"after_pruning": pruned_spread, "final": final_spread},
+            "ticket_spread": ticket_spread, "tolerance": tolerance}
+
+
 def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, Any], initial: dict[str, float] | None,
-                  epochs: int, status: str) -> dict[str, Any]:
-    """The content of summary.json for one run (a PlantedMLP and, if any, its Pruning callback)."""
+                  epochs: int, status: str, test: Any = None) -> dict[str, Any]:
+    """The content of summary.json for one run (a PlantedMLP and, if any, its Pruning callback); ``test``
+    (the test batches) measures whether the network the run ends with is dead."""
     hp = module.hparams
     masks = [layer.weight_mask for layer in module.net.layers]
     rec = recovery(masks, module.ticket.weight_masks())
@@ -93,6 +108,11 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
     pruned = pruning.pruned if pruning else None
     if pruned is not None and pruning.post_epochs == 0:
         final = dict(pruned)  # nothing trained after the last pruning step: the run ends with the pruned network
+    # the one ticket density: the ticket's share of this run's prunable parameters (as ``sparsity: -1`` keeps)
+    ticket = {**ticket, "density": ticket_density(module.ticket, bool(pruning and pruning.prune_bias)),
+              "density_counts": "weights and biases" if pruning and pruning.prune_bias else "weights"}
+    dead = dead_info(pruning.pruned_spread if pruning else None,
+                     module.output_spread(test) if test is not None else None, ticket.get("output_spread"))
     return {
         "status": status,
         "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
@@ -102,12 +122,14 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
         "scope": pruning.scope if pruning else None,
         "prune_bias": pruning.prune_bias if pruning else None,
         "sparsity_target": pruning.density if pruning else 1.0,
+        "at_ticket_density": bool(pruning and pruning.sparsity == -1),
         "param_sparsity": kept / size,
         "param_kept": round(kept), "param_prunable": size,
         "flop_sparsity": sum(r["kept_fraction"] * r["flops"] for r in layers) / flops,
         "ticket": ticket,
         "recovery": {"recall": rec["recall"], "precision": rec["precision"], "collapsed": rec["collapsed"],
                      "layers": rec["layers"]},
+        "dead": dead,
         "primary_metric": module.primary_metric,
         "initial": initial,
         "pruned": pruned,
@@ -130,17 +152,25 @@ def write_summary(directory: str, data: dict[str, Any], filename: str = "summary
     return path
 
 
+def dead_note(dead: dict[str, Any] | None) -> str:
+    """" DEAD after pruning and at the end" (or one of them), or "": said as plainly as COLLAPSED."""
+    when = [w for k, w in (("after_pruning", "after pruning"), ("final", "at the end")) if (dead or {}).get(k)]
+    return f" DEAD {' and '.join(when)}" if when else ""
+
+
 def one_line(s: dict[str, Any]) -> str:
-    """The run's result in one line: final metric, kept parameters, ticket, recovery."""
+    """The run's result in one line: final metric, kept parameters, ticket, recovery, collapsed or dead."""
     name = s["primary_metric"]
     final = s["final"].get(name)
     t, rec = s["ticket"], s["recovery"]
+    density = t.get("density", t["sparsity"])
     parts = [f"{s['dataset']} d{s['depth']} w{s['width']} seed {s['seed']}",
              f"{s['pruner'] or 'dense'}: test {name} {final:.4g}" if final is not None else "not trained",
              *([f"after pruning {s['pruned'][name]:.4g}"] if s.get("pruned") else []),
              f"kept {s['param_kept']}/{s['param_prunable']} prunable ({s['param_sparsity']:.4f})",
-             f"ticket alone {t['metric_name']} {t['metric']:.4g} at sparsity {t['sparsity']:.4f}",
-             f"recall {rec['recall']:.3f} precision {rec['precision']:.3f}" + (" COLLAPSED" if rec["collapsed"] else "")]
+             f"ticket alone {t['metric_name']} {t['metric']:.4g} at density {density:.4f}",
+             f"recall {rec['recall']:.3f} precision {rec['precision']:.3f}" + (" COLLAPSED" if rec["collapsed"] else "")
+             + dead_note(s.get("dead"))]
     return " | ".join(parts)
 
 
@@ -148,41 +178,6 @@ def pruning_of(trainer: pl.Trainer, r: int):
     """The Pruning settings of run ``r`` (a stack's runs each have their own), or None."""
     pruning = find_pruning(trainer)
     return pruning.of_run(r) if pruning is not None else None
-
-
-def hparams_of(run: Any, pruning: Any, data: Any) -> dict[str, Any]:
-    """The settings a run is compared by in TensorBoard's HParams tab."""
-    hp = run.hparams
-    return {
-        "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
-        "pruner": pruning.scorer.name if pruning else "dense",
-        "sparsity": (-1 if pruning.sparsity == -1 else pruning.density) if pruning else 1.0,
-        "levels": pruning.levels if pruning else 0, "pre_epochs": pruning.pre_epochs if pruning else 0,
-        "post_epochs": pruning.post_epochs if pruning else 0,
-        "prune_bias": bool(pruning.prune_bias) if pruning else False, "scope": pruning.scope if pruning else "none",
-        "optimizer": hp.optimizer, "lr": hp.lr, "noise": float(data.hparams.noise),
-    }
-
-
-def outcome_metrics(s: dict[str, Any]) -> dict[str, float]:
-    """A run's outcome, as the metric columns of TensorBoard's HParams tab."""
-    out = {"outcome/final_metric": s["final"].get(s["primary_metric"]),
-           "outcome/pruned_metric": (s.get("pruned") or {}).get(s["primary_metric"]),
-           "outcome/recall": s["recovery"]["recall"],
-           "outcome/precision": s["recovery"]["precision"], "outcome/collapsed": float(s["recovery"]["collapsed"]),
-           "outcome/param_sparsity": s["param_sparsity"], "outcome/ticket_metric": s["ticket"]["metric"]}
-    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
-
-
-def log_hparams(logger: Any, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
-    """Settings and outcome through the logger's public interface. TensorBoard's ``log_hyperparams`` takes
-    the outcome too (that links them in its HParams tab); a logger whose ``log_hyperparams`` takes only
-    params (CSVLogger, most others) gets the params, and the outcome as metrics."""
-    if "metrics" in inspect.signature(logger.log_hyperparams).parameters:
-        logger.log_hyperparams(params, metrics)
-    else:
-        logger.log_hyperparams(params)
-        logger.log_metrics(metrics, step=step)
 
 
 ENDED_EARLY = "the process ended during training without finishing (killed, or a crash in native code)"
@@ -235,7 +230,7 @@ class RunSummary(Callback):
         for r, s in enumerate(self.summaries if paths else []):
             data = trainer.datamodule.member(r)
             for logger in pl_module.loggers_of(r):
-                params = {**hparams_of(pl_module.runs[r], pruning_of(trainer, r), data), "engine": pl_module.engine}
+                params = {**hparams_of(pl_module.runs[r], pruning_of(trainer, r), data, s), "engine": pl_module.engine}
                 log_hparams(logger, params, outcome_metrics(s), trainer.global_step)
         if self.verbose and paths:
             for s, path in zip(self.summaries, paths):
@@ -281,14 +276,15 @@ class RunSummary(Callback):
 
     def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str, r: int = 0) -> dict[str, Any]:
         initial = self.initials[r] if self.initials else None
+        test = trainer.datamodule.member(r).test_dataloader()
         data = build_summary(pl_module.runs[r], pruning_of(trainer, r), self._tickets(trainer, pl_module)[r],
-                             initial, trainer.current_epoch, status)
+                             initial, trainer.current_epoch, status, test)
         data["steps"] = trainer.global_step
         ends_pruned = data["pruned"] is not None and pruning_of(trainer, r).post_epochs == 0
         if status == "completed" and pl_module.evaluated_at != trainer.global_step and not ends_pruned:
             # steps were taken after the last evaluation (max_steps, check_val_every_n_epoch, limit_val_batches
             # 0): the final result is measured on the weights the run ends with, not an earlier epoch's
-            data["final"] = pl_module.runs[r].evaluate(trainer.datamodule.member(r).test_dataloader())
+            data["final"] = pl_module.runs[r].evaluate(test)
         data["engine"] = pl_module.engine  # what took every optimizer step: the kernel or PyTorch (same mathematics)
         data["engine_reason"] = pl_module.engine_reason  # why not the kernel, where it is not
         return data

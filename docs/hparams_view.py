@@ -3,10 +3,11 @@
     .venv/bin/python docs/hparams_view.py <sweep out folder> docs/hparams_view.png
 
 Reads every run's HParams session (its settings) and outcome scalars under ``<out>/runs`` — exactly what
-``tensorboard --logdir <out>`` lists in its HParams table — and renders the table, sorted by final metric.
+``tensorboard --logdir <out>`` lists in its HParams table — and renders the table, best final metric first per task.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -17,8 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
 
-SETTINGS = ["dataset", "pruner", "sparsity", "seed", "levels", "prune_bias", "optimizer", "lr"]
-OUTCOMES = ["outcome/final_metric", "outcome/recall", "outcome/precision", "outcome/collapsed", "outcome/param_sparsity"]
+SETTINGS = ["dataset", "depth", "width", "pruner", "sparsity", "density", "seed", "pruning.levels",
+            "pruning.prune_bias", "model.lr", "engine"]
+OUTCOMES = ["outcome/final_accuracy", "outcome/final_rescaled_mse", "outcome/pruned_accuracy",
+            "outcome/pruned_rescaled_mse", "outcome/recall", "outcome/collapsed", "outcome/dead_final"]
 
 
 def read_run(directory: str) -> dict | None:
@@ -42,13 +45,17 @@ def main() -> None:
     out, png = sys.argv[1], sys.argv[2]
     rows = [r for d, _, files in os.walk(os.path.join(out, "runs"))
             if any(f.startswith("events.out") for f in files) for r in [read_run(d)] if r]
-    rows.sort(key=lambda r: -r.get("outcome/final_metric", 0.0))
+    # best first within a task: accuracy is higher-is-better, rescaled MSE lower-is-better (NaN: not this task's)
+    rows.sort(key=lambda r: (str(r.get("dataset")), -r.get("outcome/final_accuracy", math.nan) if not math.isnan(
+        r.get("outcome/final_accuracy", math.nan)) else r.get("outcome/final_rescaled_mse", 0.0)))
     columns = SETTINGS + OUTCOMES
-    cells = [[(f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))) for c in columns] for r in rows]
+    cells = [[("-" if isinstance(r.get(c), float) and math.isnan(r[c]) else f"{r[c]:.4g}" if isinstance(r.get(c), float)
+               else str(r.get(c, ""))) for c in columns] for r in rows]
     fig, ax = plt.subplots(figsize=(15, 0.32 * len(rows) + 1.2))
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=[c.replace("outcome/", "") for c in columns], loc="upper center",
-                     cellLoc="left", colLoc="left")
+    labels = [c.replace("outcome/", "").replace("rescaled_mse", "resc. MSE").replace("pruning.", "pruning.\n")
+              .replace("_", "\n", 1) for c in columns]
+    table = ax.table(cellText=cells, colLabels=labels, loc="upper center", cellLoc="left", colLoc="left")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1, 1.25)
@@ -56,8 +63,9 @@ def main() -> None:
         if row == 0:
             cell.set_facecolor("#e8eef7")
             cell.set_text_props(weight="bold")
+            cell.set_height(cell.get_height() * 2)  # two-line labels
     ax.set_title(f"TensorBoard HParams of the {len(rows)} runs of sweep {os.path.basename(os.path.normpath(out))!r} "
-                 "(read from the event files; sorted by final metric)",
+                 "(read from the event files; best final metric first per task)",
                  fontsize=10)
     fig.savefig(png, dpi=90, bbox_inches="tight")
 

@@ -28,6 +28,7 @@ commands:
   ticket     show the planted ticket:  plantnseek ticket --dataset circle --depth 5 --width 100 [--json]
   main       run with the reference main.py flags:  plantnseek main --dataset circle --pruner synflow ...
   sweep      a grid of runs in parallel, results.csv and figure.png:  plantnseek sweep --config configs/sweeps/smoke.yaml
+  report     one table and figure across sweeps and runs:  plantnseek report DIR... [--by ...] [--compare A B]
 
 Run 'plantnseek <command> --help' for a command's options.
 """
@@ -64,7 +65,14 @@ def _sweep(argv: list[str]) -> int:
         return 130
 
 
-COMMANDS: dict[str, Callable[[list[str]], int | None]] = {"ticket": _ticket, "main": _main, "sweep": _sweep}
+def _report(argv: list[str]) -> None:
+    from plantnseek.report import run
+
+    run(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int | None]] = {"ticket": _ticket, "main": _main, "sweep": _sweep,
+                                                          "report": _report}
 
 
 def quiet_libraries() -> None:

@@ -224,12 +224,15 @@ def score_histogram_figure(scores: dict[str, torch.Tensor], masks: dict[str, tor
 
 ROWS = (("pruned_metric", "after pruning (strong ticket)"), ("final_metric", "after training (weak ticket)"),
         ("recall", "ticket recall"))
+DEAD_OF_ROW = {"pruned_metric": ("dead_pruned",), "final_metric": ("dead_final",), "recall": ("dead_pruned", "dead_final")}
 
 
 def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
     """One column per task, against the kept fraction (log x), a line per pruner (mean, min-max band over
     seeds). Rows: the test metric right after pruning (strong ticket), the final test metric after
-    training (weak ticket), ticket recall. The ticket's own metric is dashed, its density dotted."""
+    training (weak ticket), ticket recall. The ticket's own metric is dashed, its density (of the prunable
+    parameters, where ``sparsity: ticket`` runs sit) dotted and labelled "ticket". A point whose group has a
+    dead network (at that row's moment; recall: either) is crossed."""
     done = [r for r in rows if r.get("status") == "completed"]
     tasks = sorted({r["dataset"] for r in done}) or ["(no completed runs)"]
     fig, axes = plt.subplots(len(ROWS), len(tasks), figsize=(4.6 * len(tasks), 10), squeeze=False, sharex="col")
@@ -239,6 +242,7 @@ def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
         lines: dict[str, dict[float, list[dict]]] = {}
         for r in sel:
             lines.setdefault(r["label"], {}).setdefault(float(r["sparsity_target"]), []).append(r)
+        any_dead = False
         for i, (label, points) in enumerate(sorted(lines.items())):
             xs = sorted(points)
             dens = [np.mean([p["param_sparsity"] for p in points[x]]) for x in xs]
@@ -251,14 +255,25 @@ def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
                 mean = [np.mean(vals[j]) for j in keep]
                 ax.plot(d, mean, marker="o", ms=3, color=f"C{i}", label=label)
                 ax.fill_between(d, [min(vals[j]) for j in keep], [max(vals[j]) for j in keep], color=f"C{i}", alpha=0.15)
+                dead = [n for n, j in enumerate(keep)
+                        if any(p.get(k) is True for p in points[xs[j]] for k in DEAD_OF_ROW[key])]
+                if dead:
+                    any_dead = True
+                    ax.plot([d[n] for n in dead], [mean[n] for n in dead], ls="none", marker="x", ms=9, mew=2,
+                            color="black", zorder=5)
         metric_name = sel[0]["metric_name"] if sel else "metric"
         if sel:
             t_metric = np.mean([r["ticket_metric"] for r in sel])
-            t_density = np.mean([r["ticket_sparsity"] for r in sel])
+            t_density = np.mean([r["ticket_density"] for r in sel])
             for ax in column[:2]:
                 ax.axhline(t_metric, color="black", ls="--", lw=1, label="ticket alone")
             for ax in column:
                 ax.axvline(t_density, color="gray", ls=":", lw=1)
+            column[1].lines[-1].set_label(f"ticket's density {t_density:.4g}")
+            column[-1].text(t_density, 1.0, " ticket", rotation=90, va="top", ha="right", fontsize=8, color="gray")
+            xs = [float(r["param_sparsity"]) for r in sel] + [t_density]
+            if max(xs) < 2 * min(xs):  # one density (float32 noise apart): a readable range, not a 1e-8 wide one
+                column[-1].set_xlim(min(xs) / 2, max(xs) * 2)
         for ax, (key, title) in zip(column, ROWS):
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -270,10 +285,14 @@ def sweep_figure(rows: list[dict[str, Any]]) -> Figure:
                     ax.set_yscale("log")
         column[0].set_title(task)
         column[-1].set_ylim(-0.02, 1.02)
-        column[-1].set_xlabel("kept fraction of parameters; dotted: the ticket's")
+        column[-1].set_xlabel("kept fraction of prunable parameters")
         column[-1].set_ylabel("ticket recall")
-        if column[1].get_legend_handles_labels()[0]:
-            column[1].legend(fontsize=7)
+        handles, labels = column[1].get_legend_handles_labels()
+        if any_dead:
+            handles.append(plt.Line2D([], [], ls="none", marker="x", ms=9, mew=2, color="black"))
+            labels.append("dead network")
+        if handles:
+            column[1].legend(handles, labels, fontsize=7)
     fig.suptitle("Can pruning find the winning ticket?")
     fig.tight_layout()
     return fig

@@ -215,7 +215,7 @@ class PlantnseekCLI(LightningCLI):
         if pruning is not None:
             settings = {"pruner": pruning.scorer.name, "sparsity": pruning.sparsity,
                         "compression": pruning.compression, "levels": pruning.levels}
-        name = run_name(cfg.data.dataset, cfg.seed_everything, settings)
+        name = run_name(cfg.data.dataset, cfg.model.depth, cfg.model.width, cfg.seed_everything, settings)
         root = self.trainer.default_root_dir
         self.trainer.loggers = [TensorBoardLogger(root, name=os.path.join("lightning_logs", name), default_hp_metric=False)]
 
@@ -243,6 +243,8 @@ def trainer_defaults() -> dict:
         "accelerator": "cpu",
         "devices": 1,
         "num_sanity_val_steps": 0,
+        # Lightning's model table says little here ("Total Flops 0"); --trainer.enable_model_summary true shows it
+        "enable_model_summary": False,
         # progress bars in a terminal; in logs and pipes they are only carriage-return noise
         "enable_progress_bar": sys.stdout.isatty(),
         "callbacks": [RunSummary(), Pictures(), ModelCheckpoint(save_last="link")]

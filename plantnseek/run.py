@@ -18,6 +18,17 @@ from plantnseek.metrics import RescaledMSE, RunsAccuracy, RunsMSE, SumMean
 from plantnseek.tasks import Task
 
 
+# A network is dead when its outputs vary across the test inputs by less than this fraction of the planted
+# ticket's: it then answers every input alike (e.g. every unit on its paths inactive), even with a path left.
+DEAD_TOLERANCE = 1e-3
+
+
+def output_spread(out: Tensor) -> Tensor:
+    """Largest standard deviation over inputs (dim -2) of any output unit, per leading index: exactly 0 when
+    the output does not depend on the input."""
+    return out.double().std(dim=-2, unbiased=False).amax(dim=-1)
+
+
 def as_runs(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """A batch with a leading runs dimension: one run's ``[B, d]`` batch becomes ``[1, B, d]``."""
     return (x, y) if x.dim() == 3 else (x.unsqueeze(0), y.unsqueeze(0))
@@ -90,6 +101,21 @@ class Run:
             evaluation.update(self.net(x), y)
         self.net.train(was_training)
         return {k: float(v[0]) for k, v in evaluation.compute().items()}
+
+    @torch.no_grad()
+    def output_spread(self, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
+        """:func:`output_spread` of this network over the inputs of ``batches`` (0: a dead network)."""
+        was_training = self.net.training
+        self.net.eval()
+        spread = float(output_spread(self.net(torch.cat([as_runs(*batch)[0] for batch in batches], dim=1)))[0])
+        self.net.train(was_training)
+        return spread
+
+    @torch.no_grad()
+    def ticket_spread(self, x: Tensor) -> float:
+        """:func:`output_spread` of the ticket as planted (its output times the per-output scale, ~1e-5) on
+        ``x``: what the network computes under the ticket's mask, the yardstick a dead network is measured by."""
+        return float(output_spread(self.ticket(x) * self.ticket.scale))
 
     @torch.no_grad()
     def ticket_metric(self, x: Tensor, y: Tensor) -> float:

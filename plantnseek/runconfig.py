@@ -37,10 +37,12 @@ def safe_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9=,._-]", "_", text) or "_"
 
 
-def run_name(dataset: str, seed: int, pruning: dict[str, Any] | None) -> str:
-    """What a run is, as its TensorBoard name: ``circle/synflow/0.1/seed1`` (``.../0.1-L5/...`` multishot)."""
+def run_name(dataset: str, depth: int, width: int, seed: int, pruning: dict[str, Any] | None) -> str:
+    """What a run is, as its TensorBoard name: ``circle/d5w50/synflow/0.1/seed1`` (``.../0.1-L5/...``
+    multishot); depth and width are in it so runs of different sizes do not land side by side."""
     dataset = safe_part(f"run_{os.path.basename(os.path.normpath(dataset[4:]))}" if dataset.startswith("run:")
                         else dataset)
+    dataset = f"{dataset}/d{depth}w{width}"
     if pruning is None:
         return f"{dataset}/dense/seed{seed}"
     pruner = pruning.get("pruner", "synflow")

@@ -50,7 +50,7 @@ class StackedPruning(Pruning):
     def record_pruned(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Each run's ``pruned`` results: its network as the last pruning step (and rewind) left it."""
         for r, (p, run) in enumerate(zip(self.prunings, pl_module.runs)):
-            p.pruned = run.evaluate(trainer.datamodule.member(r).test_dataloader())
+            p.measure_pruned(run, trainer.datamodule.member(r).test_dataloader())
             pl_module.log_run(r, {f"test_pruned/{k}": v for k, v in p.pruned.items()}, step=0)
 
     @torch.no_grad()

@@ -38,8 +38,8 @@ from plantnseek.sweep_store import (OutLock, atomic_write, check_out, clear_run,
                                     record_failure, resume_command, run_dir, todo_report)
 
 CSV_FIELDS = ["status", "param_sparsity", "param_kept", "param_prunable", "flop_sparsity", "metric_name",
-              "pruned_metric", "final_metric", "final_loss", "ticket_metric", "ticket_sparsity", "recall", "precision",
-              "collapsed", "engine", "seconds", "run_dir", "error"]
+              "pruned_metric", "final_metric", "final_loss", "ticket_metric", "ticket_density", "recall", "precision",
+              "collapsed", "dead_pruned", "dead_final", "engine", "seconds", "run_dir", "error"]
 
 
 class SweepInterrupted(Exception):
@@ -71,20 +71,33 @@ def result_row(out: str, spec: RunSpec, seconds: float | None = None) -> dict[st
             "metric_name": s["primary_metric"], "final_metric": final.get(s["primary_metric"]),
             "pruned_metric": (s.get("pruned") or {}).get(s["primary_metric"]),
             "final_loss": final.get("loss"), "ticket_metric": s["ticket"]["metric"],
-            "ticket_sparsity": s["ticket"]["sparsity"], "recall": s["recovery"]["recall"],
+            "ticket_density": s["ticket"]["density"], "recall": s["recovery"]["recall"],
             "precision": s["recovery"]["precision"], "collapsed": s["recovery"]["collapsed"], "engine": s.get("engine"),
+            "dead_pruned": (s.get("dead") or {}).get("after_pruning"), "dead_final": (s.get("dead") or {}).get("final"),
+            # asked for the ticket's density (sparsity -1): labelled "ticket" in the table and the figure
+            "at_ticket_density": s.get("at_ticket_density", False),
         })
     return row
 
 
 def write_results(out: str, rows: list[dict[str, Any]], axes: list[str]) -> str:
-    """results.csv, written atomically."""
+    """results.csv, written atomically. A float is written at the precision it was measured: one that is a
+    float32 (metrics are) as float32's shortest repr, 0.17 rather than 0.17000000178813934."""
+    import numpy as np
+
+    def cell(v: Any) -> Any:
+        if v is None:
+            return ""
+        if isinstance(v, float) and float(np.float32(v)) == v:
+            return str(np.float32(v))  # numpy writes float32's shortest round-tripping form
+        return v
+
     fields = axes + [f for f in CSV_FIELDS if f not in axes]
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
+        writer.writerow({k: cell(row.get(k)) for k in fields})
     return atomic_write(os.path.join(out, "results.csv"), text.getvalue())
 
 
@@ -232,7 +245,7 @@ def sweep(specs: list[RunSpec], out: str, name: str, workers: int, args: argpars
 
     try:
         if todo:
-            (run_submitit if args.executor == "submitit" else run_local)(batches, out, workers, update)
+            (run_submitit if args.executor == "submitit" else run_local)(batches, out, workers, update, progress.advance)
     except FailFast:
         not_run = [s for s in todo if run_dir(out, s) not in ended]
         for spec in not_run:

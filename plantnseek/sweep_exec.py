@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec
 from plantnseek.sweep_store import STAGED_SUMMARY, clear_run, complete_run, read_summary, record_failure, run_dir
@@ -130,12 +130,25 @@ def plan(todo: list[RunSpec], workers: int, max_stack: int) -> list[list[RunSpec
     return sorted(batches, key=len, reverse=True)
 
 
-def fit_runs(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
+def epoch_progress(report: Callable[[float], None], runs: int) -> Any:
+    """A callback that reports, at each epoch's end, the runs' share of their epochs done (in runs): a stack
+    finishes all its runs at once, and the sweep's progress should move while it trains."""
+    import pytorch_lightning as pl
+
+    class EpochProgress(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.max_epochs:
+                report(runs * min(1.0, (trainer.current_epoch + 1) / trainer.max_epochs))
+
+    return EpochProgress()
+
+
+def fit_runs(specs: list[RunSpec], out: str, report: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
     """Train stackable runs as one model (a single run is a stack of one) with the callbacks of ``fit``.
 
     Each run writes into its own directory what a ``fit`` run writes: TensorBoard scalars, images and
     HParams, pictures, and its summary (staged: the sweep completes it last); sweeps write no checkpoints.
-    Returns each run's summary.
+    ``report`` is told the runs done so far (fractional) at each epoch's end. Returns each run's summary.
     """
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import TensorBoardLogger
@@ -158,6 +171,7 @@ def fit_runs(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
         callbacks.append(StackedPruning([Pruning(**s.pruning) for s in specs]))
         trainer_kw["max_epochs"] = callbacks[0].total_epochs
     callbacks += [summary] + ([Pictures(directories=directories)] if first.pictures else [])
+    callbacks += [epoch_progress(report, len(specs))] if report is not None else []
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=callbacks, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, **trainer_kw)
     try:
@@ -168,8 +182,10 @@ def fit_runs(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
     return summary.summaries
 
 
-def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
-    """Train a batch of stackable runs as one model; if the stack fails, its runs one by one.
+def execute_batch(specs: list[RunSpec], out: str,
+                  report: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """Train a batch of stackable runs as one model; if the stack fails, its runs one by one. ``report``
+    gets the runs done so far while the stack trains (see :func:`fit_runs`).
 
     Every run's directory is cleared first and its completed summary written last
     (:func:`plantnseek.sweep_store.complete_run`), after its config, events and pictures.
@@ -182,7 +198,7 @@ def execute_batch(specs: list[RunSpec], out: str) -> list[dict[str, Any]]:
         clear_run(run_dir(out, spec))
         write_run_config(run_dir(out, spec), spec)
     try:
-        summaries = fit_runs(specs, out)
+        summaries = fit_runs(specs, out, report)
         if len(summaries) != len(specs) or any(s.get("status") != "completed" for s in summaries):
             raise RunFailure("training ended without a completed summary")
     except BaseException as e:  # noqa: BLE001 - recorded, the sweep goes on (unless it is Ctrl-C)

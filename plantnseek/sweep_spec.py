@@ -38,7 +38,7 @@ AXES = {
 SECTIONS = ("data", "model", "pruning", "trainer")
 TOP_KEYS = ("name", "base", "grid", "pictures", "stack")
 # Bump when the meaning of a stored configuration changes, so older results are redone.
-IDENTITY_FORMAT = "plantnseek-sweep-run/1"
+IDENTITY_FORMAT = "plantnseek-sweep-run/2"  # 2: summaries record dead and ticket.density
 DENSE_EPOCHS = 10  # trainer.max_epochs of a run without pruning, unless the config sets it
 
 

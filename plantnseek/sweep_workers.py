@@ -58,16 +58,20 @@ def die_of_signal(signum: int, frame: Any) -> None:
     os._exit(128 + signum)  # not reached: the default action of SIGTERM ends the process
 
 
-def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[list[dict]], None]) -> None:
+def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[list[dict]], None],
+              advance: Callable[[str, float], None] | None = None) -> None:
     """Run the batches in worker processes, one batch per worker at a time (or here, with one worker).
 
     A worker that dies (killed, out of memory, a crash in native code) fails exactly the runs of the
     batch it held, with the cause; a fresh worker takes its place and the sweep goes on. However the
     loop is left (the end, Ctrl-C, SIGTERM, --fail-fast, an error), every worker is ended and reaped.
+    ``advance(batch, runs)`` is told, per epoch, how many runs' worth of a batch (its first run's folder) is done.
     """
+    advance = advance or (lambda batch, runs: None)
     if workers <= 1 or len(batches) <= 1:
         for batch in batches:
-            progress(execute_batch(batch, out))
+            key = run_dir(out, batch[0])
+            progress(execute_batch(batch, out, lambda runs, key=key: advance(key, runs)))
         return
     import multiprocessing as mp
     from multiprocessing.connection import wait
@@ -82,7 +86,7 @@ def run_local(batches: list[list[RunSpec]], out: str, workers: int, progress: Ca
                     give(crew[-1], queue.pop(), out)
                 ready = wait([w.conn for w in crew if w.batch] + [w.process.sentinel for w in crew], SIGNAL_POLL_S)
                 for w in [w for w in crew if w.conn in ready or w.process.sentinel in ready]:
-                    if tend(w, w.process.sentinel in ready, queue, out, progress):
+                    if tend(w, w.process.sentinel in ready, queue, out, progress, advance):
                         crew.remove(w)
             if noted:
                 raise KeyboardInterrupt
@@ -127,25 +131,29 @@ def give(worker: Worker, batch: list[RunSpec], out: str) -> None:
 
 
 def tend(w: Worker, died: bool, queue: list[list[RunSpec]], out: str,
-         progress: Callable[[list[dict]], None]) -> bool:
-    """Take a worker's reply and give it the next batch, or bury it and fail the batch it held; True if
-    it is gone. A Ctrl-C raised in one of its runs stops the sweep."""
+         progress: Callable[[list[dict]], None], advance: Callable[[str, float], None]) -> bool:
+    """Take a worker's messages (progress, then its reply) and give it the next batch, or bury it and fail the
+    batch it held; True if it is gone. A Ctrl-C raised in one of its runs stops the sweep."""
     leaving = died
-    if w.batch and w.conn.poll():  # a reply, or end-of-file
+    while w.batch and w.conn.poll():  # progress, a reply, or end-of-file
         try:
             kind, payload = w.conn.recv()
         except (EOFError, OSError):  # it died; its exit status says how
             leaving = True
-        else:
-            batch, w.batch = w.batch, None
-            w.batches += 1
-            if kind == "interrupt":
-                raise KeyboardInterrupt
-            rows = payload if kind == "rows" else lost(batch, out, payload, time.perf_counter() - w.since)
-            leaving = leaving or w.batches >= RECYCLE_AFTER
-            if queue and not leaving:
-                give(w, queue.pop(), out)
-            progress(rows)
+            break
+        if kind == "progress":
+            advance(run_dir(out, w.batch[0]), payload)
+            continue
+        batch, w.batch = w.batch, None
+        w.batches += 1
+        if kind == "interrupt":
+            raise KeyboardInterrupt
+        rows = payload if kind == "rows" else lost(batch, out, payload, time.perf_counter() - w.since)
+        leaving = leaving or w.batches >= RECYCLE_AFTER
+        if queue and not leaving:
+            give(w, queue.pop(), out)
+        progress(rows)
+        break
     if leaving:
         reap([w], kill=False)
         if w.batch:
@@ -157,13 +165,18 @@ def worker_main(conn: Connection, parent: int) -> None:
     """A worker's life: batches from the sweep until it closes the pipe. Every outcome is a reply (rows,
     an interrupt, an error), so a batch ends without one only when the worker dies."""
     worker_init(parent)
+
+    def report(runs: float) -> None:  # the sweep's progress while a stack trains; a closed pipe is the sweep's end
+        with contextlib.suppress(OSError):
+            conn.send(("progress", runs))
+
     while True:
         try:
             batch, out = conn.recv()
         except EOFError:
             return
         try:
-            reply: tuple[str, Any] = ("rows", execute_batch(batch, out))
+            reply: tuple[str, Any] = ("rows", execute_batch(batch, out, report))
         except BaseException as e:  # noqa: BLE001 - the sweep decides
             reply = ("interrupt", None) if interrupted(e) else ("error", f"{type(e).__name__}: {e}")
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # reraise_interrupt gave Ctrl-C back; it is the sweep's
@@ -217,7 +230,9 @@ def signals_noted() -> Iterator[list[int]]:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
-def run_submitit(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[list[dict]], None]) -> None:
+def run_submitit(batches: list[list[RunSpec]], out: str, workers: int, progress: Callable[[list[dict]], None],
+                 advance: Callable[[str, float], None] | None = None) -> None:
+    """The batches as a submitit job array; progress per finished job (``advance`` is not used: jobs run apart)."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=os.path.join(out, "submitit"))

@@ -30,7 +30,7 @@ def test_fit_fast_dev_run(task, in_tmp):
 def test_fit_writes_tensorboard_config_and_summary(config, in_tmp):
     extra = ["--trainer.callbacks.init_args.post_epochs", "1"] if "synflow" in config else ["--trainer.max_epochs", "1"]
     assert main(["fit", "--config", f"{CONFIGS}/{config}", "--model.width", "20", *extra, *TINY]) == 0
-    name = "circle/synflow/0.1/seed1" if "synflow" in config else "circle/dense/seed1"
+    name = "circle/d5w20/synflow/0.1/seed1" if "synflow" in config else "circle/d5w20/dense/seed1"
     run = in_tmp / "lightning_logs" / name / "version_0"  # the run's TensorBoard name says what it is
     assert (run / "config.yaml").exists() and (run / "summary.json").exists()
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run))
@@ -41,7 +41,7 @@ def test_fit_writes_tensorboard_config_and_summary(config, in_tmp):
     # a second run never overwrites the first
     assert main(["fit", "--config", f"{CONFIGS}/circle.yaml", "--model.width", "20", "--trainer.max_epochs", "1", *TINY]) == 0
     version = "version_0" if "synflow" in config else "version_1"
-    assert (in_tmp / "lightning_logs" / "circle/dense/seed1" / version / "summary.json").exists()
+    assert (in_tmp / "lightning_logs" / "circle/d5w20/dense/seed1" / version / "summary.json").exists()
 
 
 def test_user_scorer_by_config(in_tmp):

@@ -172,7 +172,7 @@ def test_any_logger_gets_metrics_and_hparams(loggers, tmp_path):
         return
     csv_dir = tmp_path / "csv" / "version_0"
     metrics = (csv_dir / "metrics.csv").read_text()
-    assert "test/accuracy" in metrics and "outcome/final_metric" in metrics
+    assert "test/accuracy" in metrics and "outcome/final_accuracy" in metrics
     hparams = (csv_dir / "hparams.yaml").read_text()
     assert "pruner: dense" in hparams and f"engine: {model.engine}" in hparams
 

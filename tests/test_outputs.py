@@ -40,7 +40,7 @@ def test_fit_run_and_sweep_run_record_the_same_outputs(in_tmp):
 
     fit_dir, = run_dirs(in_tmp / "lightning_logs")
     sweep_dir = in_tmp / "sw/runs/seed2"
-    assert fit_dir.relative_to(in_tmp / "lightning_logs").parts[:4] == ("circle", "synflow", "0.2-L2", "seed2")
+    assert fit_dir.relative_to(in_tmp / "lightning_logs").parts[:5] == ("circle", "d4w20", "synflow", "0.2-L2", "seed2")
     fit, swept = outputs(fit_dir), outputs(sweep_dir)
     for i, what in enumerate(("scalars", "images", "hparams", "hparams metrics", "files")):
         assert fit[i] == swept[i], what
@@ -50,14 +50,15 @@ def test_fit_run_and_sweep_run_record_the_same_outputs(in_tmp):
             "prune/dead_units/layers.0"} <= scalars
     assert not any(tag.startswith("prune/recall/layer0") for tag in scalars)  # one naming scheme
     assert {"pictures/task", "pictures/masks", "pictures/scores"} <= images
-    assert {"dataset", "depth", "width", "seed", "pruner", "sparsity", "levels", "pre_epochs", "post_epochs",
-            "prune_bias", "scope", "optimizer", "lr", "noise"} <= hparams
-    assert {"outcome/final_metric", "outcome/recall", "outcome/precision", "outcome/collapsed",
-            "outcome/param_sparsity", "outcome/ticket_metric"} <= metrics
+    assert {"dataset", "depth", "width", "seed", "pruner", "sparsity", "pruning.levels", "pruning.pre_epochs",
+            "pruning.post_epochs", "pruning.prune_bias", "pruning.scope", "model.optimizer", "model.lr",
+            "data.noise"} <= hparams
+    assert {"outcome/final_accuracy", "outcome/recall", "outcome/precision", "outcome/collapsed",
+            "outcome/param_sparsity", "outcome/ticket_accuracy"} <= metrics
     assert "hp_metric" not in scalars  # no -1 placeholder
     assert len(events.Scalars("prune/density")) == 2 and len(events.Scalars("test/loss")) == 3
     # the same numbers too: it is the same run
-    for tag in ("test/loss", "prune/recall", "outcome/final_metric"):
+    for tag in ("test/loss", "prune/recall", "outcome/final_accuracy"):
         a = [e.value for e in outputs(fit_dir)[5].Scalars(tag)]
         b = [e.value for e in outputs(sweep_dir)[5].Scalars(tag)]
         assert a == b, tag

@@ -107,7 +107,7 @@ def test_a_fresh_callback_has_an_empty_state_that_round_trips():
     state = Pruning(pruner="mag", sparsity=0.2).state_dict()
     assert {k: v for k, v in state.items() if k != "config"} == {
         "levels_done": 0, "reset_pending": False, "events": [], "initial": None, "initial_optim": None,
-        "initial_sched": None, "last_scores": {}, "score_log": [], "pruned": None}
+        "initial_sched": None, "last_scores": {}, "score_log": [], "pruned": None, "pruned_spread": None}
     restored = Pruning(pruner="mag", sparsity=0.2)
     restored.load_state_dict(state)
     assert restored.state_dict() == state

@@ -115,7 +115,7 @@ def test_ctrl_c_after_the_summary_keeps_the_run_completed(tmp_path):
     assert last.startswith("plantnseek: interrupted after the run completed: ") and "(status completed)" in last, err
     assert "pictures not drawn: task.png, masks.png" in last and "resume" not in last
     assert "Received SIGTERM" not in err and "Traceback" not in err, err
-    (summary,) = tmp_path.glob("lightning_logs/*/*/*/version_0/summary.json")
+    (summary,) = tmp_path.glob("lightning_logs/**/version_0/summary.json")
     s = json.loads(summary.read_text())
     assert s["status"] == "completed" and s["pictures_missing"] == ["task.png", "masks.png"]
     assert not (summary.parent / "task.png").exists() and not (summary.parent / "masks.png").exists()

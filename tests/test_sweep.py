@@ -21,11 +21,11 @@ def test_smoke_sweep_end_to_end_with_resume_and_a_failing_run(in_tmp, capsys):
     rows = read_csv(in_tmp / "sw/results.csv")
     assert len(rows) == 8 and all(r["status"] == "completed" for r in rows)
     for col in ("dataset", "pruner", "sparsity", "param_sparsity", "final_metric", "ticket_metric",
-                "ticket_sparsity", "recall", "precision", "collapsed", "seconds"):
+                "ticket_density", "recall", "precision", "collapsed", "dead_pruned", "dead_final", "seconds"):
         assert col in rows[0]
     assert {r["engine"] for r in rows} <= {"kernel", "pytorch"} and all(r["engine"] for r in rows)
     ticket_rows = [r for r in rows if r["sparsity"] == "ticket"]
-    assert all(float(r["param_sparsity"]) == pytest.approx(float(r["ticket_sparsity"]), abs=1e-3) for r in ticket_rows)
+    assert all(float(r["param_sparsity"]) == pytest.approx(float(r["ticket_density"]), abs=1e-3) for r in ticket_rows)
     with Image.open(in_tmp / "sw/figure.png") as im:
         im.verify()
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(in_tmp / "sw/tensorboard"))

@@ -4,22 +4,23 @@ import io
 from plantnseek.sweep_report import Progress, summary_table
 
 
-def row(task, pruner, density, final, recall, collapsed=False, pruned=None, status="completed"):
+def row(task, pruner, density, final, recall, collapsed=False, pruned=None, status="completed", dead=(False, False)):
     return {"dataset": task, "label": pruner, "sparsity_target": density, "final_metric": final, "recall": recall,
-            "collapsed": collapsed, "pruned_metric": pruned, "metric_name": "accuracy", "status": status}
+            "collapsed": collapsed, "pruned_metric": pruned, "metric_name": "accuracy", "status": status,
+            "dead_pruned": dead[0], "dead_final": dead[1]}
 
 
 def test_table_is_mean_and_min_max_over_seeds_per_task_pruner_density():
     rows = [row("circle", "synflow", 0.1, 0.9, 0.5, pruned=0.2), row("circle", "synflow", 0.1, 0.7, 0.3, pruned=0.4),
-            row("circle", "mag", 0.1, 0.6, 0.1, collapsed=True, pruned=0.1),
+            row("circle", "mag", 0.1, 0.6, 0.1, collapsed=True, pruned=0.1, dead=(True, True)),
             row("circle", "mag", 0.1, 0.0, 0.0, status="failed")]
     lines = summary_table(rows).splitlines()
     assert lines[0].split() == ["task", "pruner", "density", "runs", "final", "metric", "after", "pruning", "recall",
-                                "collapsed"]
+                                "collapsed", "dead"]
     mag, synflow = lines[2].split(), lines[3].split()  # sorted by task, pruner, density; failed runs left out
-    assert mag == ["circle", "mag", "0.1", "1", "accuracy", "0.6", "0.1", "0.1", "1/1"]
+    assert mag == ["circle", "mag", "0.1", "1", "accuracy", "0.6", "0.1", "0.1", "1/1", "1/1"]
     assert synflow[:6] == ["circle", "synflow", "0.1", "2", "accuracy", "0.8"] and synflow[6] == "(0.7-0.9)"
-    assert synflow[7:] == ["0.3", "(0.2-0.4)", "0.4", "(0.3-0.5)", "0/2"]
+    assert synflow[7:] == ["0.3", "(0.2-0.4)", "0.4", "(0.3-0.5)", "0/2", "0/2"]
 
 
 def test_piped_progress_prints_one_line_per_batch_that_crosses_a_step():
