@@ -24,7 +24,8 @@ import pytorch_lightning as pl  # noqa: E402
 
 from plantnseek.callbacks import RunSummary  # noqa: E402
 from plantnseek.callbacks.pictures import Pictures  # noqa: E402
-from plantnseek.data import PlantedDataModule, TensorBatches  # noqa: E402
+from plantnseek.data import PlantedDataModule  # noqa: E402
+from plantnseek.sampling import TensorBatches  # noqa: E402
 from plantnseek.lightning_cli import trainer_defaults  # noqa: E402
 from plantnseek.module import PlantedMLP  # noqa: E402
 

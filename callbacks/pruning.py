@@ -29,7 +29,7 @@ from plantnseek.callbacks.pruning_step import (STREAM_REINIT, STREAM_SCORE, STRE
                                                describe, event_metrics, make_scorer)
 from plantnseek.callbacks.pruning_state import PruningState
 from plantnseek.callbacks.scorers import Scorer, ScoringContext
-from plantnseek.data import stream, torch_generator
+from plantnseek.sampling import stream, torch_generator
 from plantnseek.errors import UsageError, check_number
 from plantnseek.masking import resolve_density, schedule_densities, shuffle_masks, topk_masks
 from plantnseek.planting import he_scaled_init

@@ -64,7 +64,7 @@ def run_bytes(data: Mapping[str, Any], model: Mapping[str, Any], pruning: Mappin
     """Estimated peak memory of ``runs`` runs trained as one stack (``data``, ``model`` and ``pruning`` as
     the keyword arguments of the data module, the model and the Pruning callback; defaults filled in)."""
     from plantnseek import tuning
-    from plantnseek.data import sample_bytes
+    from plantnseek.sampling import sample_bytes
     from plantnseek.planted import network_widths
     from plantnseek.registry import get_task
 
@@ -117,7 +117,7 @@ def check_fits(data: Mapping[str, Any], model: Mapping[str, Any], pruning: Mappi
     width (``model.width``, ``--width``). None where the available memory is unknown.
     """
     from plantnseek import tuning
-    from plantnseek.data import check_memory, human_bytes
+    from plantnseek.sampling import check_memory, human_bytes
     from plantnseek.errors import UsageError
     from plantnseek.registry import get_task
 
@@ -133,6 +133,23 @@ def check_fits(data: Mapping[str, Any], model: Mapping[str, Any], pruning: Mappi
         raise UsageError(f"{name} {m['width']} (depth {m['depth']}): this run needs about {human_bytes(need)}, "
                          f"{human_bytes(have)} available; use a smaller width or depth")
     return need
+
+
+def check_planting(task: Any, depth: int, width: int, n_samples: int, name: str = "--width") -> None:
+    """Refuse planting a network that cannot fit, before it is allocated (``plantnseek ticket``: no model,
+    no training; the planted float64 weights and the ticket's copy, and the data)."""
+    from plantnseek import tuning
+    from plantnseek.planted import network_widths
+    from plantnseek.errors import UsageError
+    from plantnseek.sampling import check_memory, human_bytes, sample_bytes
+
+    check_memory(task, n_samples)
+    widths = network_widths(task, depth, width)
+    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    need, have = BASELINE + PLANT * params + sample_bytes(task, n_samples), tuning.available_memory()
+    if have is not None and need > have:
+        raise UsageError(f"{name} {width} (depth {depth}): planting needs about {human_bytes(need)}, "
+                          f"{human_bytes(have)} available; use a smaller width or depth")
 
 
 def largest_stack(stack_bytes: Callable[[int], int], budget: float, most: int) -> int:

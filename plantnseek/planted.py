@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plantnseek.data import STREAM_PLANT, stream
+from plantnseek.sampling import STREAM_PLANT, stream
 from plantnseek.errors import UsageError
 from plantnseek.planting import PlantedNetwork, plant
 from plantnseek.registry import CheckedTask, get_task
@@ -72,6 +72,14 @@ class Ticket(nn.Module):
                 x = torch.relu(x)
         return x / self.scale
 
+    @torch.no_grad()
+    def metric(self, task: Any, x: Tensor, y: Tensor) -> float:
+        """The ticket's own metric on (x, y): accuracy (classification) or MSE (regression)."""
+        out = self(x)
+        if task.classification:
+            return float((out.argmax(dim=1) == y).double().mean())
+        return float(((out - y.double()) ** 2).mean())
+
     def counts(self) -> tuple[int, int]:
         """(non-zero ticket weights, all weights); biases are not counted, as in the reference."""
         return sum(int(m.sum()) for m in self.weight_masks()), sum(w.numel() for w in self.weights())
@@ -82,23 +90,24 @@ class Ticket(nn.Module):
         return nonzero / total
 
 
-def ticket_report(module: Any, x_test: Tensor, y_test: Tensor) -> dict[str, Any]:
-    """What ``plantnseek ticket`` prints and ``summary.json`` stores about the planted ticket."""
-    nonzero, total = module.ticket.counts()
-    layers = []
-    for i, (wm, bm) in enumerate(zip(module.ticket.weight_masks(), module.ticket.bias_masks())):
-        layers.append({"layer": i, "shape": list(wm.shape), "nonzero": int(wm.sum()), "total": wm.numel(),
-                       "bias_nonzero": int(bm.sum()), "units": int((wm.any(dim=1) | bm).sum())})
+def ticket_report(task: CheckedTask, ticket: Ticket, dataset: str, depth: int, width: int, seed: int,
+                  x_test: Tensor, y_test: Tensor) -> dict[str, Any]:
+    """What ``plantnseek ticket`` prints: the planted ticket's sizes per layer, its minimum width and its
+    own metric on the test split (no model, no Lightning: planting and data are enough)."""
     from plantnseek.tickets import min_width
 
-    hp = module.hparams
+    nonzero, total = ticket.counts()
+    layers = []
+    for i, (wm, bm) in enumerate(zip(ticket.weight_masks(), ticket.bias_masks())):
+        layers.append({"layer": i, "shape": list(wm.shape), "nonzero": int(wm.sum()), "total": wm.numel(),
+                       "bias_nonzero": int(bm.sum()), "units": int((wm.any(dim=1) | bm).sum())})
     return {
-        "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
+        "dataset": dataset, "depth": depth, "width": width, "seed": seed,
         "sparsity": nonzero / total, "nonzero": nonzero, "total": total,
-        "bias_nonzero": sum(int(m.sum()) for m in module.ticket.bias_masks()),
-        "min_width": min_width(module.task.ticket(hp.depth)),
-        "metric_name": module.task.metric_name, "metric": module.ticket_metric(x_test, y_test),
-        "scale": [float(s) for s in module.ticket.scale], "layers": layers,
+        "bias_nonzero": sum(int(m.sum()) for m in ticket.bias_masks()),
+        "min_width": min_width(task.ticket(depth)),
+        "metric_name": task.metric_name, "metric": ticket.metric(task, x_test, y_test),
+        "scale": [float(v) for v in ticket.scale], "layers": layers,
     }
 
 

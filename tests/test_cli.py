@@ -201,3 +201,23 @@ def test_the_working_directory_imports_user_modules_but_shadows_no_package(tmp_p
     (tmp_path / "sweep.yaml").write_text("grid: {seed: [1]}\nbase: {data: {n_samples: -3}}\n")
     done = subprocess.run([exe, "sweep", "--config", "sweep.yaml"], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and "n_samples -3" in done.stderr and "shadowed" not in done.stderr, done.stderr
+
+
+def test_the_core_and_the_ticket_command_import_no_lightning():
+    """The core (tasks, tickets, run: tasks, the registry, planting, layers, masking, metrics, sampling, the
+    engine's kernel) and `plantnseek ticket` never import Lightning: a ticket table needs only planting."""
+    code = """
+import json, sys
+import plantnseek.tasks, plantnseek.tickets, plantnseek.runtask, plantnseek.registry, plantnseek.planting
+import plantnseek.planted, plantnseek.layers, plantnseek.masking, plantnseek.metrics, plantnseek.sampling
+import plantnseek.run, plantnseek.kernel, plantnseek.kernel_build, plantnseek.memory
+from plantnseek.cli import main
+code = main(["ticket", "--dataset", "helix", "--width", "30", "--json"])
+print(json.dumps({"code": code, "lightning": sorted(m for m in sys.modules
+                                                    if m.split(".")[0] in ("pytorch_lightning", "lightning_fabric"))}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last == {"code": 0, "lightning": []}
+    assert json.loads(done.stdout.strip().splitlines()[0])["nonzero"] == 120

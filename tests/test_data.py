@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from plantnseek.data import PlantedDataModule, TensorBatches
+from plantnseek.data import PlantedDataModule
+from plantnseek.sampling import TensorBatches
 from plantnseek.errors import UsageError
 from plantnseek.tasks import circle_logits
 

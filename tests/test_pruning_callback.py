@@ -158,7 +158,7 @@ class Record(Scorer):
 
 def test_each_scoring_round_gets_its_own_seeded_generator():
     from plantnseek.callbacks.pruning import STREAM_SCORE
-    from plantnseek.data import torch_generator
+    from plantnseek.sampling import torch_generator
 
     seen = {}
     for seed in (1, 2):
@@ -197,7 +197,7 @@ def test_data_free_scorers_get_no_batches_and_trainers_get_the_train_split():
 
 def test_shuffle_draws_from_its_own_stream_per_seed_and_level():
     from plantnseek.callbacks.pruning import STREAM_SHUFFLE
-    from plantnseek.data import torch_generator
+    from plantnseek.sampling import torch_generator
     from plantnseek.masking import shuffle_masks
 
     for seed in (1, 2):

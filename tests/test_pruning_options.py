@@ -7,7 +7,7 @@ from pytorch_lightning.callbacks import Callback
 
 from helpers import tiny
 from plantnseek.callbacks import Pruning, RunSummary
-from plantnseek.data import STREAM_PLANT, stream
+from plantnseek.sampling import STREAM_PLANT, stream
 from plantnseek.masking import shuffle_masks, topk_masks
 from plantnseek.module import make_optimizer
 from plantnseek.planting import he_scaled_init

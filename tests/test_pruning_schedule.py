@@ -6,7 +6,7 @@ import torch
 from helpers import FakeTrainer, RecordingLogger, tiny
 from plantnseek.callbacks import Pruning
 from plantnseek.callbacks.pruning import STREAM_REINIT
-from plantnseek.data import stream
+from plantnseek.sampling import stream
 from plantnseek.errors import UsageError
 from plantnseek.planting import he_scaled_init
 

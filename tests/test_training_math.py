@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plantnseek.data import PlantedDataModule, StackedData, TensorBatches
+from plantnseek.data import PlantedDataModule, StackedData
+from plantnseek.sampling import TensorBatches
 from plantnseek.module import PlantedMLP
 
 SEEDS = (3, 4)
