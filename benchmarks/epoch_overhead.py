@@ -26,7 +26,7 @@ from plantnseek.callbacks import RunSummary  # noqa: E402
 from plantnseek.callbacks.pictures import Pictures  # noqa: E402
 from plantnseek.data import PlantedDataModule  # noqa: E402
 from plantnseek.sampling import TensorBatches  # noqa: E402
-from plantnseek.lightning_cli import trainer_defaults  # noqa: E402
+from plantnseek.trainer import cli_defaults  # noqa: E402
 from plantnseek.module import PlantedMLP  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def make():
 def lightning_epochs(epochs: int, helper: bool = True) -> None:
     model, dm = make()
     with tempfile.TemporaryDirectory() as root:
-        defaults = trainer_defaults()  # all of a user's callbacks: summary (its printed line off), pictures, checkpoints
+        defaults = cli_defaults()  # all of a user's callbacks: summary (its printed line off), pictures, checkpoints
         defaults["callbacks"] = [RunSummary(verbose=False) if isinstance(c, RunSummary) else
                                  Pictures(helper=helper) if isinstance(c, Pictures) else c for c in defaults["callbacks"]]
         defaults["enable_progress_bar"] = True  # as a user runs it in a terminal, even when piped here

@@ -8,17 +8,14 @@ the run that resumes it. What can only be found during fit (data a user task dra
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from typing import Any
 
 import torch
 
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from plantnseek.callbacks.pictures import Pictures
-from plantnseek.callbacks.summary import RunSummary, find_pruning
+from plantnseek.callbacks.summary import find_pruning
 from plantnseek.data import PlantedDataModule, data_settings
 from plantnseek.errors import UsageError, check_seed
 from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
@@ -26,15 +23,15 @@ from plantnseek.interrupts import interrupted_message, refusal_leaves_nothing, r
 from plantnseek.memory import check_fits
 from plantnseek.module import PlantedMLP
 from plantnseek.paths import check_writable_dir
-from plantnseek.reporting import ProgressLines
+from plantnseek.runconfig import DENSE_EPOCHS
 from plantnseek.sweep_check import check_supported
+from plantnseek.trainer import cli_defaults
 
 
 def integer_seed(value: object) -> int:
     return check_seed(value, "seed_everything")
 
 
-DEFAULT_EPOCHS = 10  # the reference's default; Lightning's own default is 1000
 
 
 def check_accelerator(value: Any) -> None:
@@ -188,11 +185,11 @@ class PlantnseekCLI(LightningCLI):
         trainer_cfg = self.config[self.subcommand].trainer
         asked = trainer_cfg.get("max_epochs")
         if pruning is None and asked is None:
-            self.trainer.fit_loop.max_epochs = DEFAULT_EPOCHS
+            self.trainer.fit_loop.max_epochs = DENSE_EPOCHS
         if pruning is None and asked is not None and asked < 0 and (trainer_cfg.get("max_steps") in (None, -1)) \
                 and trainer_cfg.get("max_time") is None:
             raise UsageError(f"trainer.max_epochs {asked} never stops (no max_steps, max_time or Pruning schedule); "
-                             f"give a number of epochs >= 0 (default {DEFAULT_EPOCHS})")
+                             f"give a number of epochs >= 0 (default {DENSE_EPOCHS})")
         if pruning is not None:
             pruning.target_density(self.model)  # a target that keeps nothing fails before anything is written
             if asked is not None and asked != pruning.total_epochs:  # one value per setting, never ignored
@@ -238,26 +235,12 @@ class PlantnseekCLI(LightningCLI):
             raise interrupted_message(self.trainer, "plantnseek fit") from None
 
 
-def trainer_defaults() -> dict:
-    return {
-        "accelerator": "cpu",
-        "devices": 1,
-        "num_sanity_val_steps": 0,
-        # Lightning's model table says little here ("Total Flops 0"); --trainer.enable_model_summary true shows it
-        "enable_model_summary": False,
-        # progress bars in a terminal; in logs and pipes they are only carriage-return noise
-        "enable_progress_bar": sys.stdout.isatty(),
-        "callbacks": [RunSummary(), Pictures(), ModelCheckpoint(save_last="link")]
-                     + ([] if sys.stdout.isatty() else [ProgressLines()]),  # piped: a line per epoch and step
-    }
-
-
 def run_cli(argv: list[str]) -> PlantnseekCLI:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     return PlantnseekCLI(
         PlantedMLP,
         PlantedDataModule,
-        trainer_defaults=trainer_defaults(),
+        trainer_defaults=cli_defaults(),
         seed_everything_default=1,
         save_config_kwargs={"overwrite": True},
         args=argv,

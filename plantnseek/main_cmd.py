@@ -91,7 +91,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     validate(args)
     # Build everything first so bad values fail before anything is written.
-    from plantnseek.callbacks import Pictures, Pruning, RunSummary
+    from plantnseek.callbacks import Pruning, RunSummary
     from plantnseek.data import PlantedDataModule
     from plantnseek.module import PlantedMLP
 
@@ -115,22 +115,19 @@ def run(argv: list[str]) -> dict[str, Any]:
     check_writable_dir(args.result_dir, "--result-dir")
     summary = RunSummary(verbose=False)  # its one-line summary comes last, after the report
 
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import TensorBoardLogger
 
     from plantnseek.callbacks.summary import one_line
-    from plantnseek.reporting import ProgressLines, print_report
+    from plantnseek.reporting import print_report
     from plantnseek.runconfig import fit_config, write_config
+    from plantnseek.trainer import build_trainer, run_callbacks
 
     quiet_lightning()
     name = args.exp_suffix or args.expid or "default"
     # The reference's layout, <result-dir>/<exp-suffix>/version_N: the user names main's runs.
     logger = TensorBoardLogger(save_dir=args.result_dir, name=name, default_hp_metric=False)
-    callbacks = [pruning, summary, Pictures(), ModelCheckpoint(save_last="link")] + ([ProgressLines()] if args.verbose or not sys.stdout.isatty() else [])
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, num_sanity_val_steps=0,
-                         enable_model_summary=False, max_epochs=pruning.total_epochs,
-                         enable_progress_bar=sys.stdout.isatty())
+    callbacks = run_callbacks(summary, progress_lines=args.verbose or not sys.stdout.isatty())
+    trainer = build_trainer(callbacks, schedule=pruning, logger=logger, enable_progress_bar=sys.stdout.isatty())
     print(f"Loading {args.dataset} dataset.")
     print(f"Creating {args.model_class}-{args.model} model (depth {args.depth}, width {args.width}).")
     print(f"{'Multishot' if multishot else 'Singleshot'}: {args.level} level(s) of {args.pre_epochs} pre-epochs, "

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+DENSE_EPOCHS = 10  # the epochs of a run without pruning unless its config says otherwise (the reference's default)
+
 
 def fit_config(seed: int, data: dict[str, Any], model: dict[str, Any], pruning: dict[str, Any] | None,
                trainer: dict[str, Any] | None = None) -> dict[str, Any]:

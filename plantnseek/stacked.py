@@ -68,14 +68,9 @@ def fit_stacked(model: pl.LightningModule, datamodules: Sequence[Any], prunings:
 
     tickets = [ticket_info(run, *dm.split("test")) for run, dm in zip(model.runs, datamodules)]
     initial = [run.evaluate(dm.test_dataloader()) for run, dm in zip(model.runs, datamodules)]
-    callbacks: list[Any] = []
-    kwargs = {"max_epochs": 10, **(trainer_kwargs or {})}
-    if prunings:
-        callbacks.append(StackedPruning(prunings))
-        kwargs["max_epochs"] = callbacks[0].total_epochs
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=callbacks, **kwargs)
+    from plantnseek.trainer import build_trainer
+
+    trainer = build_trainer(schedule=StackedPruning(prunings) if prunings else None, **(trainer_kwargs or {}))
     trainer.fit(model, datamodule=StackedData(list(datamodules)))
     return [build_summary(run, p if prunings else None, t, i, trainer.current_epoch, "completed")
             for run, p, t, i in zip(model.runs, prunings or [None] * len(model.runs), tickets, initial)]

@@ -12,7 +12,8 @@ import logging
 from typing import Any, Mapping
 
 from plantnseek.errors import UsageError, check_number
-from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec, defaults, grid_points
+from plantnseek.runconfig import DENSE_EPOCHS
+from plantnseek.sweep_spec import RunSpec, defaults, grid_points
 
 
 def expand(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None) -> list[RunSpec]:
@@ -66,7 +67,7 @@ def check_supported(trainer: Mapping[str, Any]) -> None:
 
 def check_trainer(trainer: dict[str, Any], dense: bool) -> None:
     """The bound, then the remaining settings as Lightning itself reads them (nothing is written)."""
-    import pytorch_lightning as pl
+    from plantnseek.trainer import build_trainer
 
     check_bounded(trainer, dense)
     check_supported(trainer)
@@ -75,8 +76,7 @@ def check_trainer(trainer: dict[str, Any], dense: bool) -> None:
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        pl.Trainer(**trainer, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False)
+        build_trainer(**trainer)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - Lightning's message names the setting

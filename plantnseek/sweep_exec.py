@@ -15,7 +15,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from plantnseek.sweep_spec import DENSE_EPOCHS, RunSpec
+from plantnseek.runconfig import DENSE_EPOCHS
+from plantnseek.sweep_spec import RunSpec
 from plantnseek.sweep_store import STAGED_SUMMARY, clear_run, complete_run, read_summary, record_failure, run_dir
 from plantnseek.tuning import available_memory  # noqa: F401 - also patched in tests
 
@@ -150,13 +151,13 @@ def fit_runs(specs: list[RunSpec], out: str, report: Callable[[float], None] | N
     HParams, pictures, and its summary (staged: the sweep completes it last); sweeps write no checkpoints.
     ``report`` is told the runs done so far (fractional) at each epoch's end. Returns each run's summary.
     """
-    import pytorch_lightning as pl
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from plantnseek.callbacks import Pictures, Pruning, RunSummary
+    from plantnseek.callbacks import Pruning, RunSummary
     from plantnseek.data import PlantedDataModule, StackedData
     from plantnseek.module import PlantedMLP
     from plantnseek.stacked import StackedPruning
+    from plantnseek.trainer import build_trainer, run_callbacks
 
     first = specs[0]
     dms = [PlantedDataModule(**s.data, seed=s.seed) for s in specs]
@@ -165,15 +166,11 @@ def fit_runs(specs: list[RunSpec], out: str, report: Callable[[float], None] | N
     loggers = [TensorBoardLogger(out, name="runs", version=s.name, default_hp_metric=False) for s in specs]
     model.run_loggers = [[logger] for logger in loggers]
     summary = RunSummary(filename=STAGED_SUMMARY, verbose=False, directories=directories)
-    callbacks: list[Any] = []
-    trainer_kw = {"max_epochs": DENSE_EPOCHS, **first.trainer}
-    if first.pruning is not None:
-        callbacks.append(StackedPruning([Pruning(**s.pruning) for s in specs]))
-        trainer_kw["max_epochs"] = callbacks[0].total_epochs
-    callbacks += [summary] + ([Pictures(directories=directories)] if first.pictures else [])
+    callbacks = run_callbacks(summary, pictures=first.pictures, checkpoints=False, progress_lines=False,
+                              directories=directories)
     callbacks += [epoch_progress(report, len(specs))] if report is not None else []
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=callbacks, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, **trainer_kw)
+    schedule = StackedPruning([Pruning(**s.pruning) for s in specs]) if first.pruning is not None else None
+    trainer = build_trainer(callbacks, schedule=schedule, **first.trainer)
     try:
         trainer.fit(model, datamodule=StackedData(dms))
     finally:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from plantnseek.errors import UsageError
+from plantnseek.runconfig import DENSE_EPOCHS
 from plantnseek.sweep_identity import Sources
 
 # Short axis names and where they go in a run's configuration.
@@ -39,7 +40,6 @@ SECTIONS = ("data", "model", "pruning", "trainer")
 TOP_KEYS = ("name", "base", "grid", "pictures", "stack")
 # Bump when the meaning of a stored configuration changes, so older results are redone.
 IDENTITY_FORMAT = "plantnseek-sweep-run/2"  # 2: summaries record dead and ticket.density
-DENSE_EPOCHS = 10  # trainer.max_epochs of a run without pruning, unless the config sets it
 
 
 @dataclass

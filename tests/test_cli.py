@@ -221,3 +221,19 @@ print(json.dumps({"code": code, "lightning": sorted(m for m in sys.modules
     last = json.loads(done.stdout.strip().splitlines()[-1])
     assert last == {"code": 0, "lightning": []}
     assert json.loads(done.stdout.strip().splitlines()[0])["nonzero"] == 120
+
+
+def test_one_module_builds_every_trainer():
+    """main, sweeps, stacks and the validation of trainer settings build their Trainer in plantnseek/trainer.py
+    (LightningCLI builds its own from trainer.cli_defaults); no other module constructs one."""
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    builders = []
+    for folder in ("plantnseek", "callbacks"):
+        for name in sorted(os.listdir(os.path.join(root, folder))):
+            if name.endswith(".py"):
+                with open(os.path.join(root, folder, name)) as f:
+                    if re.search(r"\bTrainer\(", f.read()):
+                        builders.append(f"{folder}/{name}")
+    assert builders == ["plantnseek/trainer.py"]

@@ -91,7 +91,7 @@ INTERRUPT_AFTER_SUMMARY = textwrap.dedent("""
         return draw(*args, **kwargs)
 
     figures.mask_figure = helper_still_drawing
-    defaults = lightning_cli.trainer_defaults
+    defaults = lightning_cli.cli_defaults
 
     def with_ctrl_c():
         found = defaults()
@@ -99,7 +99,7 @@ INTERRUPT_AFTER_SUMMARY = textwrap.dedent("""
         found["callbacks"].insert(at + 1, CtrlC())
         return found
 
-    lightning_cli.trainer_defaults = with_ctrl_c
+    lightning_cli.cli_defaults = with_ctrl_c
     sys.exit(main(sys.argv[1:]))
 """)
 
