@@ -114,7 +114,7 @@ class Pictures(Callback):
         self.drawn: set[str] = set()  # paths of the pictures written completely
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from plantnseek.callbacks.summary import find_pruning, run_dir
+        from plantnseek.callbacks.summary import find_pruning, log_dir_of
 
         pruning = find_pruning(trainer)
         if self.directories is not None or len(pl_module.runs) != 1:
@@ -123,7 +123,7 @@ class Pictures(Callback):
             return
         if not self.helper or "fork" not in multiprocessing.get_all_start_methods():
             return
-        self._out = run_dir(trainer)
+        self._out = log_dir_of(trainer)
         os.makedirs(self._out, exist_ok=True)
         self._helper_paths = [os.path.join(self._out, name) for name in picture_names(pruning)[1:]]
         try:
@@ -151,12 +151,12 @@ class Pictures(Callback):
 
     def missing(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[list[str]]:
         """Per run, the pictures not completely written (a file cut off mid-write is removed); stops the helper."""
-        from plantnseek.callbacks.summary import pruning_of, run_dir
+        from plantnseek.callbacks.summary import log_dir_of, pruning_of
 
         self._end_helper(stop=True)
         found = []
         for r in range(len(pl_module.runs)):
-            directory = self.directories[r] if self.directories else run_dir(trainer)
+            directory = self.directories[r] if self.directories else log_dir_of(trainer)
             lost = [n for n in picture_names(pruning_of(trainer, r)) if os.path.join(directory, n) not in self.drawn]
             for name in lost:
                 with contextlib.suppress(FileNotFoundError):
@@ -166,15 +166,15 @@ class Pictures(Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from plantnseek import figures
-        from plantnseek.callbacks.summary import find_pruning, pruning_of, run_dir
+        from plantnseek.callbacks.summary import find_pruning, log_dir_of, pruning_of
 
         if self.directories is not None or len(pl_module.runs) != 1:
             for r, run in enumerate(pl_module.runs):
-                directory = self.directories[r] if self.directories else run_dir(trainer)
+                directory = self.directories[r] if self.directories else log_dir_of(trainer)
                 draw_run_pictures(directory, run, *trainer.datamodule.member(r).split("test"), pruning_of(trainer, r),
                                   pl_module.loggers_of(r), trainer.global_step, self.drawn)
             return
-        out, step, loggers, pruning = run_dir(trainer), trainer.global_step, trainer.loggers, find_pruning(trainer)
+        out, step, loggers, pruning = log_dir_of(trainer), trainer.global_step, trainer.loggers, find_pruning(trainer)
         if self._helper is None or out != self._out:
             self._end_helper(stop=False)
             draw_run_pictures(out, pl_module, *trainer.datamodule.split("test"), pruning, loggers, step, self.drawn)

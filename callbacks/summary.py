@@ -22,7 +22,7 @@ from plantnseek.masking import recovery
 from plantnseek.run import DEAD_TOLERANCE
 
 
-def run_dir(trainer: pl.Trainer) -> str:
+def log_dir_of(trainer: pl.Trainer) -> str:
     return trainer.log_dir or trainer.default_root_dir
 
 
@@ -158,7 +158,7 @@ def dead_note(dead: dict[str, Any] | None) -> str:
     return f" DEAD {' and '.join(when)}" if when else ""
 
 
-def one_line(s: dict[str, Any]) -> str:
+def result_line(s: dict[str, Any]) -> str:
     """The run's result in one line: final metric, kept parameters, ticket, recovery, collapsed or dead."""
     name = s["primary_metric"]
     final = s["final"].get(name)
@@ -206,7 +206,7 @@ class RunSummary(Callback):
         return self.summaries[0] if self.summaries else None
 
     def directory(self, trainer: pl.Trainer, r: int) -> str:
-        return self.directories[r] if self.directories else run_dir(trainer)
+        return self.directories[r] if self.directories else log_dir_of(trainer)
 
     def _tickets(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:
         if self.tickets is None:
@@ -234,7 +234,7 @@ class RunSummary(Callback):
                 log_hparams(logger, params, outcome_metrics(s), trainer.global_step)
         if self.verbose and paths:
             for s, path in zip(self.summaries, paths):
-                print(one_line(s) + f"\n  -> {path}")
+                print(result_line(s) + f"\n  -> {path}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and self.completed(len(pl_module.runs)):

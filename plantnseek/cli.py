@@ -136,7 +136,7 @@ def nested_problem(message: str) -> str | None:
     return f"{key}: '{value}' is invalid" + (f"; allowed: {allowed}" if allowed else "")
 
 
-def one_line(message: str, limit: int = 300) -> str:
+def clip_line(message: str, limit: int = 300) -> str:
     """jsonargparse's (often long, multi-line) messages as one short line naming the actual problem."""
     nested = nested_problem(message)
     if nested:
@@ -217,14 +217,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plantnseek: error: {reason}", file=sys.stderr)
             return 2
         if lightning_refusal(e):  # a trainer setting Lightning refuses
-            print(f"plantnseek: error: trainer: {one_line(str(e))}", file=sys.stderr)
+            print(f"plantnseek: error: trainer: {clip_line(str(e))}", file=sys.stderr)
             return 2
         if isinstance(e, MemoryError):
-            print(f"plantnseek: run failed: out of memory ({one_line(str(e))}); use smaller data or network",
+            print(f"plantnseek: run failed: out of memory ({clip_line(str(e))}); use smaller data or network",
                   file=sys.stderr)
             return 1
         if type(e).__name__ == "ArgumentError" and type(e).__module__.startswith(("jsonargparse", "argparse")):
-            print(f"plantnseek: error: {one_line(str(e))} (see 'plantnseek {command} --help')", file=sys.stderr)
+            print(f"plantnseek: error: {clip_line(str(e))} (see 'plantnseek {command} --help')", file=sys.stderr)
             return 2
         raise
     return 0

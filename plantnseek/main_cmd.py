@@ -117,7 +117,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from plantnseek.callbacks.summary import one_line
+    from plantnseek.callbacks.summary import result_line
     from plantnseek.reporting import print_report
     from plantnseek.runconfig import fit_config, write_config
     from plantnseek.trainer import build_trainer, run_callbacks
@@ -146,5 +146,5 @@ def run(argv: list[str]) -> dict[str, Any]:
     result = summary.last
     print_report(result)
     print(f"Results saved in {trainer.log_dir}")
-    print(one_line(result))
+    print(result_line(result))
     return result

@@ -11,7 +11,7 @@ import torch
 from helpers import fit, make_pruning, read_summary, tiny
 from plantnseek import figures
 from plantnseek.callbacks import Pruning
-from plantnseek.callbacks.summary import dead_note, one_line
+from plantnseek.callbacks.summary import dead_note, result_line
 from plantnseek.cli import main
 from plantnseek.registry import get_task
 from plantnseek.run import DEAD_TOLERANCE, output_spread
@@ -53,14 +53,14 @@ def test_a_network_with_every_first_unit_inactive_is_dead_though_not_collapsed(i
     assert dead["after_pruning"] is True and dead["final"] is True
     assert dead["output_spread"] == {"after_pruning": 0.0, "final": 0.0}
     assert dead["tolerance"] == pytest.approx(DEAD_TOLERANCE * dead["ticket_spread"]) and dead["tolerance"] > 0
-    assert one_line(s).endswith("DEAD after pruning and at the end")
+    assert result_line(s).endswith("DEAD after pruning and at the end")
 
 
 def test_a_live_network_is_not_dead_and_a_dense_run_has_no_after_pruning_flag(in_tmp):
     model, dm = tiny("circle", depth=4)
     s = read_summary(fit(model, dm, make_pruning(pruner="ticket", sparsity=-1, prune_bias=True)))
     dead = s["dead"]
-    assert dead["after_pruning"] is False and dead["final"] is False and "DEAD" not in one_line(s)
+    assert dead["after_pruning"] is False and dead["final"] is False and "DEAD" not in result_line(s)
     # the oracle's network is the ticket as planted: its spread is the yardstick's own
     assert dead["output_spread"]["after_pruning"] == pytest.approx(dead["ticket_spread"], rel=1e-5)
     model, dm = tiny("circle", depth=4)
@@ -80,7 +80,7 @@ def test_ticket_density_is_the_tickets_share_of_the_prunable_parameters(in_tmp, 
     weights = sum(int(np.count_nonzero(w)) for w, _ in layers)
     assert s["ticket"]["sparsity"] == weights / 520  # the reference's number: weights only, labelled so
     assert s["ticket"]["sparsity_counts"].startswith("weights")
-    assert f"at density {nonzero / prunable:.4f}" in one_line(s)
+    assert f"at density {nonzero / prunable:.4f}" in result_line(s)
 
 
 SWEEP = """

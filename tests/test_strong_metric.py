@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from helpers import MIN_W, fit, read_summary, tiny
 from plantnseek.callbacks import Pruning, RunSummary
-from plantnseek.callbacks.summary import one_line
+from plantnseek.callbacks.summary import result_line
 from plantnseek.cli import main
 from plantnseek.planted import plant_network
 from plantnseek.module import PlantedMLP
@@ -48,7 +48,7 @@ def test_pruned_is_the_masked_initial_network(dataset, pruner, schedule, tmp_pat
     metric = s["primary_metric"]
     assert s["pruned"][metric] == pytest.approx(by_hand(model, dm), rel=1e-4, abs=1e-6)
     assert s["pruned"] != s["final"]  # trained afterwards
-    assert f"after pruning {s['pruned'][metric]:.4g}" in one_line(s)
+    assert f"after pruning {s['pruned'][metric]:.4g}" in result_line(s)
 
 
 def test_pruned_after_reinitialize_is_the_fresh_network(tmp_path):
