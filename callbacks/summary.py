@@ -276,12 +276,13 @@ class RunSummary(Callback):
 
     def summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule, status: str, r: int = 0) -> dict[str, Any]:
         initial = self.initials[r] if self.initials else None
-        test = trainer.datamodule.member(r).test_dataloader()
-        data = build_summary(pl_module.runs[r], pruning_of(trainer, r), self._tickets(trainer, pl_module)[r],
-                             initial, trainer.current_epoch, status, test)
+        pruning, test = pruning_of(trainer, r), trainer.datamodule.member(r).test_dataloader()
+        done = status == "completed"  # only the network a finished run ends with is measured (dead, final)
+        data = build_summary(pl_module.runs[r], pruning, self._tickets(trainer, pl_module)[r],
+                             initial, trainer.current_epoch, status, test if done else None)
         data["steps"] = trainer.global_step
-        ends_pruned = data["pruned"] is not None and pruning_of(trainer, r).post_epochs == 0
-        if status == "completed" and pl_module.evaluated_at != trainer.global_step and not ends_pruned:
+        ends_pruned = data["pruned"] is not None and pruning.post_epochs == 0
+        if done and pl_module.evaluated_at != trainer.global_step and not ends_pruned:
             # steps were taken after the last evaluation (max_steps, check_val_every_n_epoch, limit_val_batches
             # 0): the final result is measured on the weights the run ends with, not an earlier epoch's
             data["final"] = pl_module.runs[r].evaluate(test)
