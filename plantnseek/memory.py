@@ -52,6 +52,11 @@ CIRCLE_GRID = 201 * 201  # the decision-region grid of the circle task figure (p
 FIGURE_CURVE = 400  # points of the relu and helix task figures' curves
 
 
+def parameters(widths: list[int]) -> int:
+    """Weights and biases of one run of an MLP with these widths."""
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
 def settings(section: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
     """A section's settings with the constructor defaults filled in (as a sweep resolves them)."""
     from plantnseek.sweep_spec import defaults
@@ -72,7 +77,7 @@ def run_bytes(data: Mapping[str, Any], model: Mapping[str, Any], pruning: Mappin
     p = settings("pruning", pruning) if pruning is not None else None
     task = get_task(d["dataset"])
     widths = network_widths(task, m["depth"], m["width"])
-    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    params = parameters(widths)
     widest = max(widths)
     n_test = d["n_samples"] - math.ceil(d["train_fraction"] * d["n_samples"])
 
@@ -145,7 +150,7 @@ def check_planting(task: Any, depth: int, width: int, n_samples: int, name: str 
 
     check_memory(task, n_samples)
     widths = network_widths(task, depth, width)
-    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    params = parameters(widths)
     need, have = BASELINE + PLANT * params + sample_bytes(task, n_samples), tuning.available_memory()
     if have is not None and need > have:
         raise UsageError(f"{name} {width} (depth {depth}): planting needs about {human_bytes(need)}, "
