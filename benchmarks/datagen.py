@@ -18,8 +18,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from common import emit, stats, timeit  # noqa: E402
 
-from plantnseek.registry import get_task  # noqa: E402
-from plantnseek.tasks import HELIX_FUNCS, circle_logits  # noqa: E402
+from plantnseek.core.registry import get_task  # noqa: E402
+from plantnseek.core.tasks import HELIX_FUNCS, circle_logits  # noqa: E402
 
 N = 10_000
 

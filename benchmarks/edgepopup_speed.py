@@ -32,7 +32,7 @@ def make():
 
 def edgepopup(epochs: int) -> None:
     model, dm = make()
-    Pruning(pruner=EdgePopup(epochs=epochs), sparsity=0.5, prune_bias=True, post_epochs=0).prune_level(model, 0, dm)
+    Pruning(pruner=EdgePopup(epochs=epochs), sparsity=0.5, prune_bias=True, post_epochs=0).prune_level(model.run, 0, dm)
 
 
 def train(epochs: int) -> None:

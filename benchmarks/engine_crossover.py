@@ -20,7 +20,7 @@ from common import emit, stats  # noqa: E402
 
 import pytorch_lightning as pl  # noqa: E402
 
-from plantnseek.data import PlantedDataModule, StackedData  # noqa: E402
+from plantnseek.data import PlantedDataModule, PerRunData  # noqa: E402
 from plantnseek.module import PlantedMLP  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def epoch_seconds(width: int, runs: int, engine: str, n_samples: int) -> tuple[f
     os.environ["PLANTNSEEK_KERNEL"] = engine
     seeds = list(range(1, runs + 1))
     model = PlantedMLP(dataset="circle", depth=5, width=width, seed=seeds)
-    data = StackedData([PlantedDataModule(dataset="circle", n_samples=n_samples, train_batch_size=32, seed=s)
+    data = PerRunData([PlantedDataModule(dataset="circle", n_samples=n_samples, train_batch_size=32, seed=s)
                         for s in seeds])
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,

@@ -25,7 +25,7 @@ import pytorch_lightning as pl  # noqa: E402
 from plantnseek.callbacks import RunSummary  # noqa: E402
 from plantnseek.callbacks.pictures import Pictures  # noqa: E402
 from plantnseek.data import PlantedDataModule  # noqa: E402
-from plantnseek.sampling import TensorBatches  # noqa: E402
+from plantnseek.core.sampling import TensorBatches  # noqa: E402
 from plantnseek.trainer import cli_defaults  # noqa: E402
 from plantnseek.module import PlantedMLP  # noqa: E402
 
@@ -50,12 +50,12 @@ def lightning_epochs(epochs: int, helper: bool = True) -> None:
 def bare_epochs(epochs: int) -> None:
     model, dm = make()
     dm.setup()
-    opt = torch.optim.Adam(model.net.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.run.net.parameters(), lr=1e-3)
     loader = TensorBatches(*dm.split("train"), batch_size=32, shuffle=True, seed=1)
     for _ in range(epochs):
         for x, y in loader:
             opt.zero_grad()
-            loss = F.cross_entropy(model.net(x), y)
+            loss = F.cross_entropy(model.run.net(x), y)
             loss.backward()
             opt.step()
 

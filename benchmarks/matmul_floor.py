@@ -47,7 +47,7 @@ def stacked_epoch(runs: int) -> tuple[float, float]:
     """
     import pytorch_lightning as pl
 
-    from plantnseek.data import PlantedDataModule, StackedData
+    from plantnseek.data import PlantedDataModule, PerRunData
     from plantnseek.module import PlantedMLP
 
     class EpochTimer(pl.Callback):
@@ -67,7 +67,7 @@ def stacked_epoch(runs: int) -> tuple[float, float]:
                          enable_model_summary=False, num_sanity_val_steps=0, max_epochs=2, limit_val_batches=0,
                          callbacks=[timer])
     gflop = training_flop_per_sample(module.stack.widths) * dms[0].n_train * runs / 1e9
-    trainer.fit(module, datamodule=StackedData(dms))
+    trainer.fit(module, datamodule=PerRunData(dms))
     return timer.seconds[-1], gflop
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as in a sweep worker)")
     args = p.parse_args()
-    from plantnseek.tuning import keep_freed_memory
+    from plantnseek.core.tuning import keep_freed_memory
 
     keep_freed_memory()  # as sweep workers and CLI commands do
     torch.set_num_threads(args.threads)

@@ -43,10 +43,10 @@ def timed(config: str, seeds: int | None, workers: int | None) -> dict:
 
 def largest_batch(config: str, seeds: int | None, workers: int | None) -> int:
     """The most runs the sweep would stack into one batch (plantnseek's own plan for this grid)."""
-    from plantnseek.sweep import parse_overrides
-    from plantnseek.sweep_check import expand
-    from plantnseek.sweep_exec import cap_workers, plan
-    from plantnseek.sweep_spec import load_config
+    from plantnseek.sweep.command import parse_overrides
+    from plantnseek.sweep.check import expand
+    from plantnseek.sweep.execute import cap_workers, plan
+    from plantnseek.sweep.spec import load_config
 
     specs = expand(load_config(config), parse_overrides([], seeds))
     n, _ = cap_workers(workers or os.cpu_count() or 1, specs)

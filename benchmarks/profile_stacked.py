@@ -41,10 +41,10 @@ def main() -> None:
     import pytorch_lightning as pl
     from torch.profiler import ProfilerActivity, profile
 
-    from plantnseek import kernel
-    from plantnseek.data import PlantedDataModule, StackedData
+    from plantnseek.engine import kernel
+    from plantnseek.data import PlantedDataModule, PerRunData
     from plantnseek.module import PlantedMLP
-    from plantnseek.tuning import keep_freed_memory
+    from plantnseek.core.tuning import keep_freed_memory
 
     keep_freed_memory()
     torch.set_num_threads(1)
@@ -55,7 +55,7 @@ def main() -> None:
                          enable_model_summary=False, num_sanity_val_steps=0, max_epochs=args.epochs)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
-        trainer.fit(model, datamodule=StackedData(dms))
+        trainer.fit(model, datamodule=PerRunData(dms))
         wall = time.perf_counter() - start
     seconds: dict[str, float] = {"kernel": 0.0, **{g: 0.0 for g in (*GROUPS, "other_ops")}}
     for event in prof.key_averages():

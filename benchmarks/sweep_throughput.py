@@ -64,7 +64,7 @@ def one_run(spec: dict) -> None:
 
 
 def sweep_seconds(config: str, out: str, workers: int, max_stack: int) -> tuple[float, int, int]:
-    from plantnseek.sweep import run
+    from plantnseek.sweep.command import run
 
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):

@@ -1,7 +1,8 @@
 """Lightning callbacks of plantnseek (installed as ``plantnseek.callbacks``)."""
 from plantnseek.callbacks.pruning import Pruning, make_scorer
-from plantnseek.callbacks.scorers import GraSP, Mag, Rand, SCORERS, Scorer, ScoringContext, SNIP, SynFlow, Ticket
-from plantnseek.callbacks.edgepopup import EdgePopup, EdgePopupAnneal
+from plantnseek.core.pruners import SCORERS
+from plantnseek.core.scorers import GraSP, Mag, Rand, Scorer, ScoringContext, SNIP, SynFlow, Ticket
+from plantnseek.core.edgepopup import EdgePopup, EdgePopupAnneal
 from plantnseek.callbacks.pictures import Pictures
 from plantnseek.callbacks.summary import RunSummary
 

@@ -31,7 +31,7 @@ def hparams_of(run: Any, pruning: Any, data: Any, summary: dict[str, Any] | None
     for a dense run; ``sparsity`` says ``ticket`` for ticket-density runs, ``density`` is the number."""
     from plantnseek.callbacks.pruning import Pruning
     from plantnseek.data import data_settings
-    from plantnseek.fingerprint import model_settings
+    from plantnseek.core.fingerprint import model_settings
 
     hp = run.hparams
     out: dict[str, float | str] = {"dataset": str(hp.dataset), "depth": float(hp.depth), "width": float(hp.width),

@@ -6,15 +6,19 @@
 """
 from __future__ import annotations
 
+
 import contextlib
 import multiprocessing
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+
+if TYPE_CHECKING:
+    from plantnseek.core.run import Run
 
 
 def scores_file(level: int) -> str:
@@ -26,32 +30,30 @@ def picture_names(pruning: Any = None) -> list[str]:
     return ["task.png", "masks.png", *(scores_file(e["level"]) for e in (pruning.score_log if pruning else []))]
 
 
-def draw_run_pictures(out: str, module: pl.LightningModule, x, y, pruning=None, loggers=(), step: int = 0,
+def draw_run_pictures(out: str, run: "Run", x, y, pruning=None, loggers=(), step: int = 0,
                       drawn: set[str] | None = None) -> None:
     """Write (and log) the task figure, the masks against the ticket, and each pruning step's scores; the path
     of each picture written is added to ``drawn``."""
-    from plantnseek import figures
-
+    from plantnseek.core import figures
     drawn = set() if drawn is None else drawn
-    drawn.add(figures.save(figures.task_figure(module, x, y), os.path.join(out, "task.png"), loggers, "pictures/task",
+    drawn.add(figures.save(figures.task_figure(run, x, y), os.path.join(out, "task.png"), loggers, "pictures/task",
                            step))
-    _draw_masks_and_scores(out, *_mask_and_score_inputs(module, pruning), loggers=loggers, step=step, drawn=drawn)
+    _draw_masks_and_scores(out, *_mask_and_score_inputs(run, pruning), loggers=loggers, step=step, drawn=drawn)
 
 
-def _mask_and_score_inputs(module: Any, pruning: Any) -> tuple[list, list, list, str, dict]:
+def _mask_and_score_inputs(run: "Run", pruning: Any) -> tuple[list, list, list, str, dict]:
     """What masks.png and the score histograms are drawn from (copies: a helper process may draw them)."""
-    masks = [layer.weight_mask.detach().clone() for layer in module.net.layers]
-    ticket = [m.clone() for m in module.ticket.weight_masks()]
+    masks = [layer.weight_mask.detach().clone() for layer in run.net.layers]
+    ticket = [m.clone() for m in run.ticket.weight_masks()]
     params = {f"layers.{i}.weight": m for i, m in enumerate(ticket)}
-    params.update({f"layers.{i}.bias": m.clone() for i, m in enumerate(module.ticket.bias_masks())})
+    params.update({f"layers.{i}.bias": m.clone() for i, m in enumerate(run.ticket.bias_masks())})
     log = list(pruning.score_log) if pruning else []
     return masks, ticket, log, pruning.scorer.name if pruning else "", params
 
 
 def _draw_masks_and_scores(out: str, masks: list, ticket: list, score_log: list, scorer: str, ticket_params: dict,
                            loggers=(), step: int = 0, drawn: set[str] | None = None) -> None:
-    from plantnseek import figures
-
+    from plantnseek.core import figures
     drawn = set() if drawn is None else drawn
     drawn.add(figures.save(figures.mask_figure(masks, ticket), os.path.join(out, "masks.png"), loggers,
                            "pictures/masks", step))
@@ -114,7 +116,7 @@ class Pictures(Callback):
         self.drawn: set[str] = set()  # paths of the pictures written completely
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from plantnseek.callbacks.summary import find_pruning, log_dir_of
+        from plantnseek.callbacks.lookup import find_pruning, log_dir_of
 
         pruning = find_pruning(trainer)
         if self.directories is not None or len(pl_module.runs) != 1:
@@ -128,7 +130,7 @@ class Pictures(Callback):
         self._helper_paths = [os.path.join(self._out, name) for name in picture_names(pruning)[1:]]
         try:
             ctx = multiprocessing.get_context("fork")
-            self._helper = ctx.Process(target=_helper_main, args=(self._out, *_mask_and_score_inputs(pl_module, pruning)),
+            self._helper = ctx.Process(target=_helper_main, args=(self._out, *_mask_and_score_inputs(pl_module.run, pruning)),
                                        daemon=True)
             self._helper.start()
         except (AssertionError, OSError):  # e.g. inside a daemonic worker process
@@ -151,7 +153,7 @@ class Pictures(Callback):
 
     def missing(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[list[str]]:
         """Per run, the pictures not completely written (a file cut off mid-write is removed); stops the helper."""
-        from plantnseek.callbacks.summary import log_dir_of, pruning_of
+        from plantnseek.callbacks.lookup import log_dir_of, pruning_of
 
         self._end_helper(stop=True)
         found = []
@@ -165,8 +167,8 @@ class Pictures(Callback):
         return found
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from plantnseek import figures
-        from plantnseek.callbacks.summary import find_pruning, log_dir_of, pruning_of
+        from plantnseek.core import figures
+        from plantnseek.callbacks.lookup import find_pruning, log_dir_of, pruning_of
 
         if self.directories is not None or len(pl_module.runs) != 1:
             for r, run in enumerate(pl_module.runs):
@@ -177,13 +179,13 @@ class Pictures(Callback):
         out, step, loggers, pruning = log_dir_of(trainer), trainer.global_step, trainer.loggers, find_pruning(trainer)
         if self._helper is None or out != self._out:
             self._end_helper(stop=False)
-            draw_run_pictures(out, pl_module, *trainer.datamodule.split("test"), pruning, loggers, step, self.drawn)
+            draw_run_pictures(out, pl_module.run, *trainer.datamodule.split("test"), pruning, loggers, step, self.drawn)
             return
         x, y = trainer.datamodule.split("test")
-        self.drawn.add(figures.save(figures.task_figure(pl_module, x, y), os.path.join(out, "task.png"), loggers,
+        self.drawn.add(figures.save(figures.task_figure(pl_module.run, x, y), os.path.join(out, "task.png"), loggers,
                                     "pictures/task", step))
         if not self._end_helper(stop=False):
-            _draw_masks_and_scores(out, *_mask_and_score_inputs(pl_module, pruning), loggers=loggers, step=step,
+            _draw_masks_and_scores(out, *_mask_and_score_inputs(pl_module.run, pruning), loggers=loggers, step=step,
                                    drawn=self.drawn)
             return
         _log_png(loggers, "pictures/masks", os.path.join(out, "masks.png"), step)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from plantnseek.callbacks.scorers import SCORERS
+from plantnseek.core.pruners import SCORERS
 
 
 class PruningState:
@@ -38,9 +38,9 @@ class PruningState:
             "pruner": self.pruner_path(), **{f"pruner.{k}": v for k, v in args.items()},
             "sparsity": self.sparsity, "compression": self.compression, "levels": self.levels,
             "pre_epochs": self.pre_epochs, "post_epochs": self.post_epochs, "prune_epochs": self.prune_epochs,
-            "schedule": self.schedule, "scope": self.scope, "prune_bias": self.prune_bias, "invert": self.invert,
+            "schedule": self.schedule, "scope": self.scope, "budget": self.budget, "prune_bias": self.prune_bias, "invert": self.invert,
             "shuffle": self.shuffle, "reinitialize": self.reinitialize, "prune_train_mode": self.prune_train_mode,
-            "rewind": self.rewind,
+            "rewind": self.rewind, "rewind_epoch": self.rewind_epoch, "lr_rewind": self.lr_rewind,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -48,6 +48,7 @@ class PruningState:
             "config": self.config(),
             "levels_done": self.levels_done, "reset_pending": self.reset_pending, "events": self.events,
             "initial": self._initial, "initial_optim": self._initial_optim, "initial_sched": self._initial_sched,
+            "rewind_taken_at": self.rewind_taken_at,
             # what the summary's score statistics and the score pictures are drawn from
             "last_scores": self.last_scores, "score_log": self.score_log, "pruned": self.pruned,
             "pruned_spread": self.pruned_spread,
@@ -58,7 +59,7 @@ class PruningState:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume a fit only under the settings the checkpoint was made with; evaluating may use others."""
-        from plantnseek.fingerprint import refuse_differences
+        from plantnseek.core.fingerprint import refuse_differences
 
         if "config" in state_dict and getattr(self, "_resuming_fit", True):
             refuse_differences({f"pruning.{k}": v for k, v in state_dict["config"].items()},
@@ -69,6 +70,7 @@ class PruningState:
         self._initial = state_dict["initial"]
         self._initial_optim = state_dict["initial_optim"]
         self._initial_sched = state_dict["initial_sched"]
+        self.rewind_taken_at = state_dict.get("rewind_taken_at", 0)
         self.last_scores = dict(state_dict.get("last_scores", {}))
         self.score_log = list(state_dict.get("score_log", []))
         self.pruned = state_dict.get("pruned")

@@ -7,43 +7,32 @@ interrupted after its completed summary was written (while its pictures were dra
 """
 from __future__ import annotations
 
-import json
-import math
+
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 from plantnseek.callbacks.hparams import hparams_of, log_hparams, outcome_metrics
 from plantnseek.callbacks.pruning import ticket_density
-from plantnseek.errors import UsageError
-from plantnseek.masking import recovery
-from plantnseek.run import DEAD_TOLERANCE
+from plantnseek.callbacks.lookup import log_dir_of, pruning_of
+from plantnseek.core.errors import UsageError
+from plantnseek.core.files import write_summary
+from plantnseek.core.masking import recovery
+from plantnseek.core.run import DEAD_TOLERANCE
+
+if TYPE_CHECKING:
+    from plantnseek.core.run import Run
 
 
-def log_dir_of(trainer: pl.Trainer) -> str:
-    return trainer.log_dir or trainer.default_root_dir
-
-
-def find_pruning(trainer: pl.Trainer):
-    """The trainer's Pruning callback (or None); two of them would prune twice with one schedule, so refuse."""
-    from plantnseek.callbacks.pruning import Pruning
-
-    found = [c for c in trainer.callbacks if isinstance(c, Pruning)]
-    if len(found) > 1:
-        raise UsageError(f"the Pruning callback is given {len(found)} times in trainer.callbacks "
-                         f"(pruners {', '.join(c.scorer.name for c in found)}); give it once")
-    return found[0] if found else None
-
-
-def layer_table(module: pl.LightningModule, scores: dict, prunable: set[str] | None = None) -> list[dict[str, Any]]:
+def layer_table(run: "Run", scores: dict, prunable: set[str] | None = None) -> list[dict[str, Any]]:
     """Per parameter: shape, size, kept fraction, FLOPs (in x out for weights, out for biases), score stats.
 
     ``prunable`` names the parameters the pruner ranks (default: those with scores).
     """
     rows = []
-    for name, p, mask in module.net.masked_parameters(bias=True):
+    for name, p, mask in run.net.masked_parameters(bias=True):
         shape = list(p.shape)
         s = scores.get(name)
         row = {"name": name, "shape": shape, "size": p.numel(), "kept_fraction": float(mask.mean()),
@@ -56,25 +45,14 @@ def layer_table(module: pl.LightningModule, scores: dict, prunable: set[str] | N
     return rows
 
 
-def clean(x: Any) -> Any:
-    """JSON-safe: non-finite floats become None."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    return x
-
-
-def ticket_info(module: pl.LightningModule, x: Any, y: Any) -> dict[str, Any]:
+def ticket_info(run: "Run", x: Any, y: Any) -> dict[str, Any]:
     """The planted ticket on the test split (``x``, ``y``): its counts, metric and output spread."""
-    nonzero, total = module.ticket.counts()
+    nonzero, total = run.ticket.counts()
     info = {"sparsity": nonzero / total, "sparsity_counts": "weights (as the reference's 'ticket sparsity')",
-            "nonzero": nonzero, "total": total, "metric_name": module.task.metric_name,
-            "metric": module.ticket_metric(x, y), "output_spread": module.ticket_spread(x)}
-    if not module.task.builtin:  # user and run: tasks can change after a run; record which ticket it was
-        info["fingerprint"] = module.task.fingerprint(module.hparams.depth)
+            "nonzero": nonzero, "total": total, "metric_name": run.task.metric_name,
+            "metric": run.ticket_metric(x, y), "output_spread": run.ticket_spread(x)}
+    if not run.task.builtin:  # user and run: tasks can change after a run; record which ticket it was
+        info["fingerprint"] = run.task.fingerprint(run.hparams.depth)
     return info
 
 
@@ -88,31 +66,31 @@ def dead_info(pruned_spread: float | None, final_spread: float | None, ticket_sp
             "ticket_spread": ticket_spread, "tolerance": tolerance}
 
 
-def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, Any], initial: dict[str, float] | None,
+def build_summary(run: "Run", pruning: Any, ticket: dict[str, Any], initial: dict[str, float] | None,
                   epochs: int, status: str, test: Any = None) -> dict[str, Any]:
     """The content of summary.json for one run (a PlantedMLP and, if any, its Pruning callback); ``test``
     (the test batches) measures whether the network the run ends with is dead."""
-    hp = module.hparams
-    masks = [layer.weight_mask for layer in module.net.layers]
-    rec = recovery(masks, module.ticket.weight_masks())
+    hp = run.hparams
+    masks = [layer.weight_mask for layer in run.net.layers]
+    rec = recovery(masks, run.ticket.weight_masks())
     # The prunable set follows from the settings (not from the scores, which a run may not have yet).
-    names = {n for n, _, _ in pruning.prunable(module)} if pruning else \
-        {n for n, _, _ in module.net.masked_parameters(bias=False)}
-    layers = layer_table(module, pruning.last_scores if pruning else {}, names if pruning else None)
+    names = {n for n, _, _ in pruning.prunable(run)} if pruning else \
+        {n for n, _, _ in run.net.masked_parameters(bias=False)}
+    layers = layer_table(run, pruning.last_scores if pruning else {}, names if pruning else None)
     prunable = [r for r in layers if r["name"] in names]
     kept = sum(r["kept_fraction"] * r["size"] for r in prunable)
     size = sum(r["size"] for r in prunable)
     flops = sum(r["flops"] for r in layers)
-    history = module.history
+    history = run.history
     final = {k[len("test_"):]: v for k, v in history[-1].items() if k.startswith("test_")} if history else {}
     pruned = pruning.pruned if pruning else None
     if pruned is not None and pruning.post_epochs == 0:
         final = dict(pruned)  # nothing trained after the last pruning step: the run ends with the pruned network
     # the one ticket density: the ticket's share of this run's prunable parameters (as ``sparsity: -1`` keeps)
-    ticket = {**ticket, "density": ticket_density(module.ticket, bool(pruning and pruning.prune_bias)),
+    ticket = {**ticket, "density": ticket_density(run.ticket, bool(pruning and pruning.prune_bias)),
               "density_counts": "weights and biases" if pruning and pruning.prune_bias else "weights"}
     dead = dead_info(pruning.pruned_spread if pruning else None,
-                     module.output_spread(test) if test is not None else None, ticket.get("output_spread"))
+                     run.output_spread(test) if test is not None else None, ticket.get("output_spread"))
     return {
         "status": status,
         "dataset": hp.dataset, "depth": hp.depth, "width": hp.width, "seed": hp.seed,
@@ -120,6 +98,7 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
         "pruner": pruning.scorer.name if pruning else None,
         "levels": pruning.levels if pruning else 0,
         "scope": pruning.scope if pruning else None,
+        "budget": pruning.budget if pruning else None,
         "prune_bias": pruning.prune_bias if pruning else None,
         "sparsity_target": pruning.density if pruning else 1.0,
         "at_ticket_density": bool(pruning and pruning.sparsity == -1),
@@ -130,7 +109,7 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
         "recovery": {"recall": rec["recall"], "precision": rec["precision"], "collapsed": rec["collapsed"],
                      "layers": rec["layers"]},
         "dead": dead,
-        "primary_metric": module.primary_metric,
+        "primary_metric": run.primary_metric,
         "initial": initial,
         "pruned": pruned,
         "final": final,
@@ -139,17 +118,6 @@ def build_summary(module: pl.LightningModule, pruning: Any, ticket: dict[str, An
         "prune_events": pruning.events if pruning else [],
         "layers": layers,
     }
-
-
-def write_summary(directory: str, data: dict[str, Any], filename: str = "summary.json") -> str:
-    """Atomically (a temporary file, then a rename): a reader never sees half a summary."""
-    path = os.path.join(directory, filename)
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(clean(data), f, indent=1)
-    os.replace(tmp, path)
-    return path
 
 
 def dead_note(dead: dict[str, Any] | None) -> str:
@@ -172,12 +140,6 @@ def result_line(s: dict[str, Any]) -> str:
              f"recall {rec['recall']:.3f} precision {rec['precision']:.3f}" + (" COLLAPSED" if rec["collapsed"] else "")
              + dead_note(s.get("dead"))]
     return " | ".join(parts)
-
-
-def pruning_of(trainer: pl.Trainer, r: int):
-    """The Pruning settings of run ``r`` (a stack's runs each have their own), or None."""
-    pruning = find_pruning(trainer)
-    return pruning.of_run(r) if pruning is not None else None
 
 
 ENDED_EARLY = "the process ended during training without finishing (killed, or a crash in native code)"

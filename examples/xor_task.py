@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plantnseek.tasks import Task
+from plantnseek.core.tasks import Task
 
 
 class Xor(Task):

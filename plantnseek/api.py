@@ -2,7 +2,7 @@
 
 Each call does what its command does (``plantnseek ticket``, ``fit``, ``sweep``): the same checks, the
 same run names and folders, the same outputs. A config is a path to a YAML file or a dict of the same
-keys. Bad input raises :class:`plantnseek.errors.UsageError` with the message the command would print.
+keys. Bad input raises :class:`plantnseek.core.errors.UsageError` with the message the command would print.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def plant_ticket(dataset: str = "circle", depth: int = 5, width: int = 50, seed:
            noise: float = 0.01) -> dict[str, Any]:
     """The planted ticket of (dataset, depth, width, seed): sizes per layer, minimum width, its own metric
     on the test split. What ``plantnseek ticket --json`` prints."""
-    from plantnseek.ticket_cmd import report
+    from plantnseek.cli.ticket import report
 
     return report(dataset, depth, width, seed, noise)
 
@@ -43,7 +43,7 @@ def fit_run(config: str | Mapping[str, Any], *args: str) -> dict[str, Any]:
     written where the command writes it (``lightning_logs/<dataset>/d<depth>w<width>/...``).
     """
     from plantnseek.callbacks import RunSummary
-    from plantnseek.lightning_cli import run_cli
+    from plantnseek.cli.lightning_cli import run_cli
 
     with tempfile.TemporaryDirectory() as tmp:
         cli = run_cli(["fit", "--config", _config_file(config, tmp), *args])
@@ -60,7 +60,7 @@ def run_sweep(config: str | Mapping[str, Any], *args: str) -> list[dict[str, str
     dict config is kept as ``<out>/sweep.yaml`` (its name defaults to ``python``), so the resume command the
     sweep prints on Ctrl-C names a file that exists.
     """
-    from plantnseek.sweep import build_parser, run
+    from plantnseek.sweep.command import build_parser, run
 
     path = config
     if not isinstance(config, (str, os.PathLike)):

@@ -1,4 +1,4 @@
-"""Planted datasets as a LightningDataModule (the drawing itself, without Lightning: :mod:`plantnseek.sampling`).
+"""Planted datasets as a LightningDataModule (the drawing itself, without Lightning: :mod:`plantnseek.core.sampling`).
 
 Training order is a fresh permutation per epoch, derived from (seed, epoch) so that a resumed run sees
 the same order as an uninterrupted one.
@@ -11,10 +11,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from plantnseek.engine import steps_observed
-from plantnseek.errors import UsageError, check_number, check_seed
-from plantnseek.registry import CheckedTask, get_task
-from plantnseek.sampling import (N_SAMPLES, PRUNE_RATIO, TRAIN_FRACTION, TensorBatches, make_splits, split_sizes,
+from plantnseek.engine_choice import steps_observed
+from plantnseek.core.errors import UsageError, check_number, check_seed
+from plantnseek.core.registry import CheckedTask, get_task
+from plantnseek.core.sampling import (N_SAMPLES, PRUNE_RATIO, TRAIN_FRACTION, TensorBatches, make_splits, split_sizes,
                                  validate_data_args)
 
 class PlantedDataModule(pl.LightningDataModule):
@@ -108,7 +108,7 @@ def stacked_train_batches(members: list[PlantedDataModule], epoch_fn: Callable[[
                          seed=[dm.seed for dm in members], epoch_fn=epoch_fn, group=group)
 
 
-class StackedData(pl.LightningDataModule):
+class PerRunData(pl.LightningDataModule):
     """The data of runs trained as one stack: their own data modules, stacked for training and testing."""
 
     def __init__(self, members: list[PlantedDataModule]) -> None:

@@ -25,7 +25,7 @@ biases) for a stack of ``R`` runs. The peak is the process baseline, plus the da
     masks figure, where matplotlib copies every weight several times (48 P; measured about 40);
 
   and what an earlier transient freed, which commands keep in the heap up to a bound
-  (:func:`plantnseek.tuning.keep_freed_memory`).
+  (:func:`plantnseek.core.tuning.keep_freed_memory`).
 
 Within a factor of two of the measured peak resident memory (``tests/test_memory.py``).
 """
@@ -48,7 +48,7 @@ SCORING = 48  # one run scored and its scores ranked
 HELPER = 5  # the pictures helper's copies of one run's masks (float32) and ticket masks (bool)
 FIGURES = 48  # masks.png and the score histograms: matplotlib's copies of every weight
 OPTIMIZER = {"adam": 8, "sgd": 0, "momentum": 4, "rms": 4}
-CIRCLE_GRID = 201 * 201  # the decision-region grid of the circle task figure (plantnseek.figures)
+CIRCLE_GRID = 201 * 201  # the decision-region grid of the circle task figure (plantnseek.core.figures)
 FIGURE_CURVE = 400  # points of the relu and helix task figures' curves
 
 
@@ -59,7 +59,7 @@ def parameters(widths: list[int]) -> int:
 
 def settings(section: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
     """A section's settings with the constructor defaults filled in (as a sweep resolves them)."""
-    from plantnseek.sweep_spec import defaults
+    from plantnseek.trainer import defaults
 
     return {**dict(defaults(section)), **dict(given or {})}
 
@@ -68,10 +68,10 @@ def run_bytes(data: Mapping[str, Any], model: Mapping[str, Any], pruning: Mappin
               runs: int = 1, checkpoints: bool = True, pictures: bool = True) -> int:
     """Estimated peak memory of ``runs`` runs trained as one stack (``data``, ``model`` and ``pruning`` as
     the keyword arguments of the data module, the model and the Pruning callback; defaults filled in)."""
-    from plantnseek import tuning
-    from plantnseek.sampling import sample_bytes
-    from plantnseek.planted import network_widths
-    from plantnseek.registry import get_task
+    from plantnseek.core import tuning
+    from plantnseek.core.sampling import sample_bytes
+    from plantnseek.core.planted import network_widths
+    from plantnseek.core.registry import get_task
 
     d, m = settings("data", data), settings("model", model)
     p = settings("pruning", pruning) if pruning is not None else None
@@ -98,7 +98,7 @@ def run_bytes(data: Mapping[str, Any], model: Mapping[str, Any], pruning: Mappin
     drawing = activations(max(figure_rows, n_test)) + FIGURES * params if pictures else 0
     data_bytes = runs * sample_bytes(task, d["n_samples"]) * (2 if runs > 1 else 1)  # a stack copies its data
     transient = max(scoring, checkpoint, evaluation, drawing)
-    # Commands keep freed memory in the heap (plantnseek.tuning.keep_freed_memory), up to a bound: what an
+    # Commands keep freed memory in the heap (plantnseek.core.tuning.keep_freed_memory), up to a bound: what an
     # earlier transient freed may still be resident while the next one is allocated.
     retained = min(transient, tuning.TRIM_THRESHOLD + tuning.TOP_PAD)
     peak = max(PLANT * runs * params, state + transient + retained)
@@ -121,10 +121,10 @@ def check_fits(data: Mapping[str, Any], model: Mapping[str, Any], pruning: Mappi
     The data's own check comes first (its message names ``n_samples``); ``name`` is how the user set the
     width (``model.width``, ``--width``). None where the available memory is unknown.
     """
-    from plantnseek import tuning
-    from plantnseek.sampling import check_memory, human_bytes
-    from plantnseek.errors import UsageError
-    from plantnseek.registry import get_task
+    from plantnseek.core import tuning
+    from plantnseek.core.sampling import check_memory, human_bytes
+    from plantnseek.core.errors import UsageError
+    from plantnseek.core.registry import get_task
 
     d, m = settings("data", data), settings("model", model)
     if not plausible(d, m, settings("pruning", pruning) if pruning is not None else None):
@@ -143,10 +143,10 @@ def check_fits(data: Mapping[str, Any], model: Mapping[str, Any], pruning: Mappi
 def check_planting(task: Any, depth: int, width: int, n_samples: int, name: str = "--width") -> None:
     """Refuse planting a network that cannot fit, before it is allocated (``plantnseek ticket``: no model,
     no training; the planted float64 weights and the ticket's copy, and the data)."""
-    from plantnseek import tuning
-    from plantnseek.planted import network_widths
-    from plantnseek.errors import UsageError
-    from plantnseek.sampling import check_memory, human_bytes, sample_bytes
+    from plantnseek.core import tuning
+    from plantnseek.core.planted import network_widths
+    from plantnseek.core.errors import UsageError
+    from plantnseek.core.sampling import check_memory, human_bytes, sample_bytes
 
     check_memory(task, n_samples)
     widths = network_widths(task, depth, width)

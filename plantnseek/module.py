@@ -8,15 +8,15 @@ import torch
 from lightning_fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 
-from plantnseek import kernel
-from plantnseek.engine import choose_engine
-from plantnseek.errors import RunFailure, UsageError, check_number, check_seed
-from plantnseek.fingerprint import check_same_network, model_settings, refuse_differences
-from plantnseek.layers import MaskedMLP, StackedMLP
-from plantnseek.metrics import SumMean
-from plantnseek.planted import Ticket, check_same_ticket, network_widths, plant_network
-from plantnseek.registry import get_task
-from plantnseek.run import Evaluation, Run, as_runs, run_losses
+from plantnseek.engine import kernel
+from plantnseek.engine_choice import choose_engine
+from plantnseek.core.errors import RunFailure, UsageError, check_number, check_seed
+from plantnseek.core.fingerprint import check_same_network, model_settings, refuse_differences
+from plantnseek.core.layers import StackedMLP
+from plantnseek.core.metrics import SumMean
+from plantnseek.core.planted import Ticket, check_same_ticket, network_widths, plant_network
+from plantnseek.core.registry import get_task
+from plantnseek.core.run import Evaluation, Run, as_runs, run_losses
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "rms")
 
@@ -73,9 +73,8 @@ class PlantedMLP(pl.LightningModule):
     training and evaluation path of every run, alone or in a sweep: batched matmuls over a leading runs
     dimension, one loss per run (summed, so each run's gradients are its own), and per-run metrics and
     history. Every optimizer here is elementwise, so a stack trains each run exactly as it would alone.
-    Per-run code (pruning, summaries, pictures) works on ``runs[r]``; for a stack of one, ``net``,
-    ``ticket``, ``history`` and ``evaluate`` are those of its run. Pruning, summaries and pictures are
-    callbacks.
+    Per-run code (pruning, summaries, pictures) works on a :class:`~plantnseek.core.run.Run`: ``runs[r]``,
+    or ``run`` for a single-run model. Pruning, summaries and pictures are callbacks.
 
     Args:
         dataset: task (``circle``, ``relu``, ``helix``, ``module.Class`` or ``run:<run dir or checkpoint>``);
@@ -147,41 +146,13 @@ class PlantedMLP(pl.LightningModule):
             run.net.train(mode)
         return self
 
-    # -- a stack of one is its run -----------------------------------------------------------------------
     @property
-    def only(self) -> Run:
+    def run(self) -> Run:
+        """The run of a single-run model (``model.run.net``, ``.ticket``, ``.history``, ``.evaluate``...);
+        a stack has ``runs[r]`` instead."""
         if len(self.runs) != 1:
             raise AttributeError(f"this model is a stack of {len(self.runs)} runs; use model.runs[r]")
         return self.runs[0]
-
-    @property
-    def net(self) -> MaskedMLP:
-        return self.only.net
-
-    @property
-    def ticket(self) -> Ticket:
-        return self.only.ticket
-
-    @property
-    def history(self) -> list[dict[str, float]]:
-        return self.only.history
-
-    @history.setter
-    def history(self, rows: list[dict[str, float]]) -> None:
-        self.only.history = rows
-
-    @property
-    def primary_metric(self) -> str:
-        return self.only.primary_metric
-
-    def loss(self, out: Tensor, y: Tensor) -> Tensor:
-        return self.only.loss(out, y)
-
-    def evaluate(self, batches) -> dict[str, float]:
-        return self.only.evaluate(batches)
-
-    def ticket_metric(self, x: Tensor, y: Tensor) -> float:
-        return self.only.ticket_metric(x, y)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[R, B, d_in]`` for the stack, or ``[B, d_in]`` for a stack of one."""
@@ -193,7 +164,7 @@ class PlantedMLP(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         """One optimizer step per ``(x, y)`` batch; ``batch`` is a batch or a list of batches (see
-        :func:`plantnseek.engine.steps_observed` for when a Lightning batch holds more than one).
+        :func:`plantnseek.engine_choice.steps_observed` for when a Lightning batch holds more than one).
 
         Every optimizer step goes through Lightning's optimizer wrapper, so ``trainer.global_step`` counts
         optimizer steps on both engines.

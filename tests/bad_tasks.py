@@ -1,7 +1,7 @@
 """User tasks that are wrong in one way each (and one that is right), for tests/test_user_tasks.py."""
 import numpy as np
 
-from plantnseek.tasks import Task
+from plantnseek.core.tasks import Task
 
 
 class Good(Task):

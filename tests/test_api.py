@@ -9,7 +9,7 @@ import re
 import pytest
 
 import plantnseek
-from plantnseek.errors import UsageError
+from plantnseek.core.errors import UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import versions
 
-from plantnseek.cli import main
+from plantnseek.cli.entry import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")

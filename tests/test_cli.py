@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from plantnseek.cli import main
+from plantnseek.cli.entry import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -135,7 +135,7 @@ def test_main_bool_flags_parse_false(in_tmp, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["main", "--model", "fc"], "--model 'fc' is not supported"),
-    (["main", "--mask-scope", "flow"], "--mask-scope flow is not supported"),
+    (["main", "--mask-scope", "flow"], "--mask-scope 'flow' is not supported; allowed: global, local, uniform, erk"),
     (["main", "--dataset", "mnist"], "unknown dataset 'mnist'; allowed: circle, relu, helix"),
     (["main", "--prune-bias", "maybe"], "'maybe' is not a boolean"),
     (["main", "--pruner", "magic"], "unknown pruner 'magic'"),
@@ -208,10 +208,10 @@ def test_the_core_and_the_ticket_command_import_no_lightning():
     engine's kernel) and `plantnseek ticket` never import Lightning: a ticket table needs only planting."""
     code = """
 import json, sys
-import plantnseek.tasks, plantnseek.tickets, plantnseek.runtask, plantnseek.registry, plantnseek.planting
-import plantnseek.planted, plantnseek.layers, plantnseek.masking, plantnseek.metrics, plantnseek.sampling
-import plantnseek.run, plantnseek.kernel, plantnseek.kernel_build, plantnseek.memory
-from plantnseek.cli import main
+import plantnseek.core.tasks, plantnseek.core.tickets, plantnseek.core.runtask, plantnseek.core.registry, plantnseek.core.planting
+import plantnseek.core.planted, plantnseek.core.layers, plantnseek.core.masking, plantnseek.core.metrics, plantnseek.core.sampling
+import plantnseek.core.run, plantnseek.engine.kernel, plantnseek.engine.kernel_build, plantnseek.memory
+from plantnseek.cli.entry import main
 code = main(["ticket", "--dataset", "helix", "--width", "30", "--json"])
 print(json.dumps({"code": code, "lightning": sorted(m for m in sys.modules
                                                     if m.split(".")[0] in ("pytorch_lightning", "lightning_fabric"))}))

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from plantnseek.data import PlantedDataModule
-from plantnseek.sampling import TensorBatches
-from plantnseek.errors import UsageError
-from plantnseek.tasks import circle_logits
+from plantnseek.core.sampling import TensorBatches
+from plantnseek.core.errors import UsageError
+from plantnseek.core.tasks import circle_logits
 
 
 @pytest.mark.parametrize("dataset,d_in,d_out", [("circle", 2, None), ("relu", 1, 1), ("helix", 1, 3)])
@@ -45,7 +45,7 @@ def test_circle_noise_moves_labels_to_the_runner_up():
 
 @pytest.mark.parametrize("dataset", ["relu", "helix"])
 def test_regression_noise_level(dataset):
-    from plantnseek.tasks import HELIX_FUNCS
+    from plantnseek.core.tasks import HELIX_FUNCS
 
     dm = PlantedDataModule(dataset=dataset, noise=0.05, n_samples=20_000)
     x, y = dm.split("train")

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from helpers import fit, make_pruning, read_summary, tiny
-from plantnseek import figures
+from plantnseek.core import figures
 from plantnseek.callbacks import Pruning
 from plantnseek.callbacks.summary import dead_note, result_line
-from plantnseek.cli import main
-from plantnseek.registry import get_task
-from plantnseek.run import DEAD_TOLERANCE, output_spread
+from plantnseek.cli.entry import main
+from plantnseek.core.registry import get_task
+from plantnseek.core.run import DEAD_TOLERANCE, output_spread
 
 
 def test_output_spread_is_the_largest_std_over_inputs_of_any_output():
@@ -39,7 +39,7 @@ def silence_first_layer(model) -> None:
     """Every first-layer unit inactive on every input (|w . x| < 100 for x in [-1, 1]^2): all paths stay,
     but the output no longer depends on the input."""
     with torch.no_grad():
-        model.net.layers[0].bias.fill_(-100.0)
+        model.run.net.layers[0].bias.fill_(-100.0)
 
 
 def test_a_network_with_every_first_unit_inactive_is_dead_though_not_collapsed(in_tmp):

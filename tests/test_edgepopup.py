@@ -8,12 +8,12 @@ import torch.nn.functional as F
 
 from helpers import MIN_W, tiny, versions
 from plantnseek.callbacks import EdgePopup, EdgePopupAnneal, Pruning, RunSummary, make_scorer
-from plantnseek.callbacks import edgepopup as ep
-from plantnseek.cli import main
-from plantnseek.errors import UsageError
-from plantnseek.masking import keep_count, select_by_threshold, topk_masks
+from plantnseek.core import edgepopup as ep
+from plantnseek.cli.entry import main
+from plantnseek.core.errors import UsageError
+from plantnseek.core.masking import keep_count, select_by_threshold, topk_masks
 from plantnseek.module import PlantedMLP
-from plantnseek.stacked import fit_stacked
+from plantnseek.trainer import fit_stacked
 
 
 def record_steps(monkeypatch):
@@ -49,12 +49,12 @@ def test_every_step_keeps_exactly_k_of_the_alive_parameters(scope, prune_bias, a
     model, dm = tiny("circle", depth=4, width=20, n_samples=300)
     pruning = Pruning(pruner=EdgePopup(epochs=3, anneal=anneal), sparsity=0.2, levels=2, scope=scope,
                       prune_bias=prune_bias, post_epochs=0)
-    pruning.density = pruning.target_density(model)
+    pruning.density = pruning.target_density(model.run)
     for level in range(2):
-        before = [m.clone() for _, _, m in model.net.masked_parameters(bias=prune_bias)]
+        before = [m.clone() for _, _, m in model.run.net.masked_parameters(bias=prune_bias)]
         start = sum(int(m.sum()) for m in before) / sum(m.numel() for m in before)
         steps.clear()
-        pruning.prune_level(model, level, dm)
+        pruning.prune_level(model.run, level, dm)
         target = pruning.level_density(level)
         per_epoch = -(-270 // 64)  # ceil(train samples / batch size)
         assert len(steps) == 3 * per_epoch
@@ -67,7 +67,7 @@ def test_every_step_keeps_exactly_k_of_the_alive_parameters(scope, prune_bias, a
             else:
                 assert [int(m.sum()) for m in masks] == [min(keep_count(density, m.numel()), int(b.sum()))
                                                          for m, b in zip(masks, before)]
-        kept = [m for _, _, m in model.net.masked_parameters(bias=prune_bias)]
+        kept = [m for _, _, m in model.run.net.masked_parameters(bias=prune_bias)]
         assert sum(int(m.sum()) for m in kept) == sum(int(m.sum()) for m in steps[-1][1])
 
 
@@ -76,12 +76,12 @@ def test_gradient_goes_straight_through_to_the_scores():
     model, dm = tiny("relu", depth=4, width=6)
     x, y = dm.split("train")
     x, y = x[:16], y[:16]
-    names = [n for n, _, _ in model.net.masked_parameters(bias=True)]
-    params = [p.detach() for _, p, _ in model.net.masked_parameters(bias=True)]
+    names = [n for n, _, _ in model.run.net.masked_parameters(bias=True)]
+    params = [p.detach() for _, p, _ in model.run.net.masked_parameters(bias=True)]
     selector = ep.Selector([torch.ones_like(p, dtype=torch.bool) for p in params], "global")
     scores = torch.randn(sum(p.numel() for p in params), generator=torch.Generator().manual_seed(3)).requires_grad_(True)
     masks = selector.straight_through(scores, 0.4)
-    out = torch.func.functional_call(model.net, {f"{n}_mask": m for n, m in zip(names, masks)}, (x,))
+    out = torch.func.functional_call(model.run.net, {f"{n}_mask": m for n, m in zip(names, masks)}, (x,))
     (grad,) = torch.autograd.grad(F.mse_loss(out, y), [scores])
     # by hand: a plain forward with leaf effective weights w * m
     hard = [m.detach() for m in masks]
@@ -99,19 +99,19 @@ def test_gradient_goes_straight_through_to_the_scores():
 
 def test_weights_and_biases_stay_at_their_planted_values():
     model, dm = tiny("helix", depth=4, n_samples=300)
-    initial = {n: p.detach().clone() for n, p in model.net.named_parameters()}
-    Pruning(pruner=EdgePopup(epochs=2), sparsity=0.3, prune_bias=True, post_epochs=0).prune_level(model, 0, dm)
-    for name, p in model.net.named_parameters():
+    initial = {n: p.detach().clone() for n, p in model.run.net.named_parameters()}
+    Pruning(pruner=EdgePopup(epochs=2), sparsity=0.3, prune_bias=True, post_epochs=0).prune_level(model.run, 0, dm)
+    for name, p in model.run.net.named_parameters():
         assert p.grad is None, name
-        mask = dict(model.net.named_buffers())[f"{name}_mask"]
+        mask = dict(model.run.net.named_buffers())[f"{name}_mask"]
         assert torch.equal(p.detach(), initial[name] * mask), name  # kept: the planted value; pruned: 0
 
 
 def masks_and_scores(seed, dataset="circle", **kw):
     model, dm = tiny(dataset, depth=4, seed=seed, n_samples=300)
     pruning = Pruning(pruner=EdgePopup(epochs=2, **kw), sparsity=0.25, prune_bias=True, post_epochs=0)
-    pruning.prune_level(model, 0, dm)
-    return [m.clone() for _, _, m in model.net.masked_parameters()], pruning.last_scores
+    pruning.prune_level(model.run, 0, dm)
+    return [m.clone() for _, _, m in model.run.net.masked_parameters()], pruning.last_scores
 
 
 def test_deterministic_per_seed():
@@ -125,10 +125,10 @@ def test_deterministic_per_seed():
 
 def train_loss(model, masks, dm):
     x, y = dm.split("train")
-    names = [n for n, _, _ in model.net.masked_parameters(bias=True)]
+    names = [n for n, _, _ in model.run.net.masked_parameters(bias=True)]
     with torch.no_grad():
-        out = torch.func.functional_call(model.net, {f"{n}_mask": m for n, m in zip(names, masks)}, (x,))
-        return float(model.loss(out, y))
+        out = torch.func.functional_call(model.run.net, {f"{n}_mask": m for n, m in zip(names, masks)}, (x,))
+        return float(model.run.loss(out, y))
 
 
 @pytest.mark.parametrize("dataset", ["circle", "relu", "helix"])
@@ -140,10 +140,10 @@ def test_score_training_lowers_the_task_loss_on_every_task(dataset, pruner, monk
     steps = record_steps(monkeypatch)
     model, dm = tiny(dataset, depth=4, width={"circle": 20, "relu": 8, "helix": 30}[dataset], n_samples=600, seed=2)
     pruning = Pruning(pruner=pruner, sparsity=0.5, prune_bias=True, post_epochs=0)
-    pruning.prune_level(model, 0, dm)
+    pruning.prune_level(model.run, 0, dm)
     assert len(steps) == 10 * -(-540 // 64)  # 10 epochs by default
     first = [m.detach() for m in steps[0][1]]
-    final = [m.clone() for _, _, m in model.net.masked_parameters(bias=True)]
+    final = [m.clone() for _, _, m in model.run.net.masked_parameters(bias=True)]
     if pruner == "edgepopup":  # annealing starts above the target: its first mask keeps more
         assert train_loss(model, final, dm) < train_loss(model, first, dm)
     assert pruning.events[-1]["kept"] == round(0.5 * sum(m.numel() for m in final))
@@ -153,9 +153,9 @@ def test_density_one_keeps_everything_without_training(monkeypatch):
     steps = record_steps(monkeypatch)
     model, dm = tiny("relu", depth=4, width=6)
     scorer = EdgePopup()
-    Pruning(pruner=scorer, sparsity=1, prune_bias=True, post_epochs=0).prune_level(model, 0, dm)
+    Pruning(pruner=scorer, sparsity=1, prune_bias=True, post_epochs=0).prune_level(model.run, 0, dm)
     assert steps == [] and scorer.epochs_trained == 0
-    assert all(bool(m.all()) for _, _, m in model.net.masked_parameters())
+    assert all(bool(m.all()) for _, _, m in model.run.net.masked_parameters())
 
 
 def test_names_options_and_bad_options():
@@ -171,14 +171,14 @@ def test_names_options_and_bad_options():
             EdgePopup(**kwargs)
     model, _ = tiny("relu", depth=4, width=6)
     with pytest.raises(UsageError, match="trains on data"):
-        Pruning(pruner="edgepopup", post_epochs=0).prune_level(model, 0, None)
+        Pruning(pruner="edgepopup", post_epochs=0).prune_level(model.run, 0, None)
 
 
 def test_magnitude_score_init_starts_from_the_magnitude_mask(monkeypatch):
     steps = record_steps(monkeypatch)
     model, dm = tiny("circle", depth=4, width=20, n_samples=300)
-    Pruning(pruner=EdgePopup(epochs=1, score_init="magnitude"), sparsity=0.3, post_epochs=0).prune_level(model, 0, dm)
-    weights = [l.weight.detach().abs() for l in model.net.layers]
+    Pruning(pruner=EdgePopup(epochs=1, score_init="magnitude"), sparsity=0.3, post_epochs=0).prune_level(model.run, 0, dm)
+    weights = [l.weight.detach().abs() for l in model.run.net.layers]
     want = topk_masks(weights, [torch.ones_like(w) for w in weights], 0.3, "global")
     assert all(torch.equal(a, b) for a, b in zip(steps[0][1], want))
 
@@ -205,7 +205,7 @@ def test_stacked_edgepopup_equals_separate_runs(schedule, tmp_path):
     stack = PlantedMLP(dataset="relu", depth=4, width=MIN_W["relu"], seed=[seed for _, _, seed in runs])
     got = fit_stacked(stack, dms, prunings)
     for (want, want_model), have, have_model in zip(expected, got, stack.runs):
-        for a, b in zip(want_model.net.masked_parameters(), have_model.net.masked_parameters()):
+        for a, b in zip(want_model.run.net.masked_parameters(), have_model.net.masked_parameters()):
             assert torch.equal(a[2], b[2]), a[0]
         assert have["pruner"] == want["pruner"] and have["recovery"] == want["recovery"]
         for part in ("pruned", "final"):

@@ -10,8 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from plantnseek.cli import main
-from plantnseek.planting import ticket_forward
+from plantnseek.cli.entry import main
+from plantnseek.core.planting import ticket_forward
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 TINY = {("--post-epochs", "5"): "1", ("--post-epochs", "10"): "1", ("--width", "50"): "20", ("--width", "100"): "30"}

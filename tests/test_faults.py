@@ -15,9 +15,11 @@ import time
 import pytest
 import torch
 
-from plantnseek import kernel, kernel_build
-from plantnseek.cli import main
-from plantnseek.errors import UsageError
+from plantnseek.engine import kernel
+
+from plantnseek.engine import kernel_build
+from plantnseek.cli.entry import main
+from plantnseek.core.errors import UsageError
 
 # ---------------------------------------------------------------------------------------------------------
 # Dead workers and signals
@@ -246,8 +248,7 @@ def test_fail_fast_stops_at_the_first_failed_run(tmp_path):
 def test_workers_are_recycled_and_every_one_is_reaped(tmp_path, monkeypatch):
     """With a fresh worker after every batch, three runs on two workers start three workers; when the
     sweep returns, none of them is still this process's child (not even a zombie)."""
-    from plantnseek import sweep_workers
-
+    from plantnseek.sweep import workers as sweep_workers
     def children() -> set[int]:
         paths = glob.glob(f"/proc/{os.getpid()}/task/*/children")
         return {int(p) for path in paths for p in open(path).read().split()}
@@ -327,7 +328,7 @@ def foreign_library() -> str:
 def kernel_trains() -> None:
     """One real optimizer step in the loaded kernel: the library is whole and is this kernel."""
     torch.manual_seed(0)
-    from plantnseek.layers import StackedMLP
+    from plantnseek.core.layers import StackedMLP
 
     stack = StackedMLP(1, [2, 8, 3]).double()
     params = list(stack.parameters())
@@ -442,8 +443,8 @@ def test_a_new_cache_folder_is_private_and_other_owners_are_refused(tmp_path, mo
 
 KERNEL_CRASH = """
 import os, signal, sys
-from plantnseek import kernel
-from plantnseek.cli import main
+from plantnseek.engine import kernel
+from plantnseek.cli.entry import main
 
 def crash(*args, **kwargs):  # what a fault inside kernel.c does to the process
     os.kill(os.getpid(), signal.SIGBUS)

@@ -15,9 +15,9 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import backend_context, metadata
 
 from plantnseek.callbacks.hparams import OUTCOMES
-from plantnseek.cli import main
-from plantnseek.sweep import write_results
-from plantnseek.sweep_report import Progress
+from plantnseek.cli.entry import main
+from plantnseek.sweep.command import write_results
+from plantnseek.sweep.progress import Progress
 
 DATA = {"dataset": "circle", "n_samples": 600, "prune_dataset_ratio": 5, "batches_per_step": 4}
 TINY = ["--data.n_samples", "600", "--data.prune_dataset_ratio", "5", "--trainer.enable_progress_bar", "false",

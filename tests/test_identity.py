@@ -15,16 +15,20 @@ import sys
 
 import pytest
 
-from plantnseek import kernel_build, registry, sweep_exec
-from plantnseek.cli import main
-from plantnseek.sweep import expand, load_config, parse_overrides, result_row
-from plantnseek.sweep_spec import grid_points, run_name
-from plantnseek.sweep_store import todo_report
+from plantnseek.engine import kernel_build
+
+from plantnseek.core import registry
+
+from plantnseek.sweep import execute as sweep_exec
+from plantnseek.cli.entry import main
+from plantnseek.sweep.command import expand, load_config, parse_overrides, result_row
+from plantnseek.sweep.spec import grid_points, run_name
+from plantnseek.sweep.store import todo_report
 
 TASK, SCORER = "identity_task", "identity_scorer"
 TASK_SOURCE = '''
 import numpy as np
-from plantnseek.tasks import Task
+from plantnseek.core.tasks import Task
 
 SPREAD = {spread}
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plantnseek import kernel
-from plantnseek.kernel_build import library_path, mode
-from plantnseek.errors import RunFailure, UsageError
-from plantnseek.layers import StackedMLP
+from plantnseek.engine import kernel
+from plantnseek.engine.kernel_build import library_path, mode
+from plantnseek.core.errors import RunFailure, UsageError
+from plantnseek.core.layers import StackedMLP
 from plantnseek.module import make_optimizer
 
 WIDTHS = [3, 13, 9, 4]  # odd sizes: padding to the vector width must not show
@@ -181,8 +181,8 @@ def run_python(code, **env):
                           env={**os.environ, **env})
 
 
-USE = ("from plantnseek import kernel; import torch\n"
-       "from plantnseek.layers import StackedMLP\n"
+USE = ("from plantnseek.engine import kernel; import torch\n"
+       "from plantnseek.core.layers import StackedMLP\n"
        "s = StackedMLP(1, [2, 4, 2]); p = list(s.parameters())\n"
        "print(kernel.usable(p, torch.optim.Adam(p)))\n")
 

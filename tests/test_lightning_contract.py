@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from helpers import read_summary, tiny
 from plantnseek.callbacks import RunSummary
-from plantnseek.errors import UsageError
+from plantnseek.core.errors import UsageError
 
 BATCHES_PER_EPOCH = 9  # ceil(0.9 * 600 / 64)
 
@@ -152,7 +152,7 @@ def test_metrics_reach_callback_metrics_and_early_stopping(tmp_path):
                    max_epochs=6, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     t.fit(model, datamodule=dm)
     assert {"train/loss", "test/loss", "test/accuracy"} <= set(t.callback_metrics)
-    assert float(t.callback_metrics["test/accuracy"]) == pytest.approx(model.history[-1]["test_accuracy"])
+    assert float(t.callback_metrics["test/accuracy"]) == pytest.approx(model.run.history[-1]["test_accuracy"])
     assert t.current_epoch == 2 and stop.stopped_epoch == 1
 
 
@@ -178,8 +178,7 @@ def test_any_logger_gets_metrics_and_hparams(loggers, tmp_path):
 
 
 def test_the_engine_rule_by_width_is_one_rule():
-    from plantnseek import kernel
-
+    from plantnseek.engine import kernel
     assert kernel.slower(1, [2, kernel.WIDEST, 4]) is None
     assert "width 701" in kernel.slower(1, [2, kernel.WIDEST + 1, 4])
     assert kernel.slower(kernel.STACK - 1, [2, 50, kernel.WIDEST + 1, 4]) is not None
@@ -188,8 +187,7 @@ def test_the_engine_rule_by_width_is_one_rule():
 
 
 def test_a_wide_lone_run_trains_on_pytorch_unless_native_is_asked(tmp_path, monkeypatch):
-    from plantnseek import kernel
-
+    from plantnseek.engine import kernel
     monkeypatch.setattr(kernel, "WIDEST", 10)  # the tiny run counts as wide
     for mode, engine in (("auto", "pytorch"), ("native", "kernel")):
         monkeypatch.setenv("PLANTNSEEK_KERNEL", mode)
@@ -203,7 +201,7 @@ def test_monitored_checkpoint_and_a_compiled_user_scorer(in_tmp, capsys):
     that uses torch.compile prunes (round(0.3 x 520) = 156 weights kept)."""
     import yaml
 
-    from plantnseek.cli import main
+    from plantnseek.cli.entry import main
 
     config = {"seed_everything": 1,
               "data": {"dataset": "circle", "n_samples": 600, "train_batch_size": 64},

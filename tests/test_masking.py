@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from plantnseek.errors import UsageError
-from plantnseek.masking import recovery, resolve_density, schedule_densities, topk_masks
-from plantnseek.metrics import RescaledMSE
+from plantnseek.core.errors import UsageError
+from plantnseek.core.masking import recovery, resolve_density, schedule_densities, topk_masks
+from plantnseek.core.metrics import RescaledMSE
 
 
 def test_topk_keeps_exactly_k_even_with_ties():
@@ -94,7 +94,7 @@ def test_resolve_density_boundaries():
 
 
 def test_keep_count_rounds_to_nearest():
-    from plantnseek.masking import keep_count
+    from plantnseek.core.masking import keep_count
 
     assert [keep_count(d, 10) for d in (0.04, 0.06, 0.14, 0.16, 1.0)] == [0, 1, 1, 2, 10]
 
@@ -153,7 +153,7 @@ def test_recovery_of_empty_masks_and_an_empty_ticket():
 
 
 def test_reachable_follows_kept_paths_only():
-    from plantnseek.masking import reachable
+    from plantnseek.core.masking import reachable
 
     w0 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # unit 0 from input 0; unit 1 cut off
     w1 = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])  # out 0 from unit 1 (dead), out 1 from unit 0
@@ -170,7 +170,7 @@ def test_collapse_looks_at_the_output_layer_of_a_deep_network():
 
 
 def test_threshold_selection_ranks_nan_last_like_the_sort():
-    from plantnseek.masking import select_by_threshold
+    from plantnseek.core.masking import select_by_threshold
 
     scores = torch.tensor([float("nan"), -1.0, -2.0, float("nan"), -3.0])
     alive = torch.ones(5, dtype=torch.bool)

@@ -6,9 +6,13 @@ import sys
 import pytest
 import yaml
 
-from plantnseek import memory, sweep_exec, tuning
-from plantnseek.cli import main
-from plantnseek.sweep_check import expand
+from plantnseek import memory
+
+from plantnseek.sweep import execute as sweep_exec
+
+from plantnseek.core import tuning
+from plantnseek.cli.entry import main
+from plantnseek.sweep.check import expand
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -30,7 +34,7 @@ def test_estimate_is_within_2x_of_the_measured_peak(tmp_path):
     for config, width, data, pruning, extra in FITS:
         folder = tmp_path / f"w{width}"
         folder.mkdir()
-        argv = [sys.executable, "-m", "plantnseek.cli", "fit", "--config", os.path.join(CONFIGS, config),
+        argv = [sys.executable, "-m", "plantnseek.cli.entry", "fit", "--config", os.path.join(CONFIGS, config),
                 "--model.width", str(width), *ONE_EPOCH, *extra]
         proc = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         started[proc.pid] = (proc, width, memory.run_bytes(data, {"depth": 5, "width": width}, pruning))

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from plantnseek.metrics import RescaledMSE, RunsAccuracy, RunsMSE, SumMean
+from plantnseek.core.metrics import RescaledMSE, RunsAccuracy, RunsMSE, SumMean
 
 
 def test_rescaled_mse_by_hand():

@@ -6,7 +6,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from helpers import run_dirs
-from plantnseek.cli import main
+from plantnseek.cli.entry import main
 
 BASE = {
     "seed_everything": 2,

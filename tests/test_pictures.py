@@ -22,7 +22,7 @@ def test_pictures_of_a_multishot_run_are_the_final_ones_and_reach_tensorboard(tm
     # drawn inline from the finished run: the same pictures (the helper drew the final masks and scores)
     inline = tmp_path / "inline"
     inline.mkdir()
-    draw_run_pictures(str(inline), model, *dm.split("test"), pruning)
+    draw_run_pictures(str(inline), model.run, *dm.split("test"), pruning)
     for name in names[1:]:
         assert (inline / name).read_bytes() == (run / name).read_bytes(), name
     events = EventAccumulator(str(run), size_guidance={"images": 0})

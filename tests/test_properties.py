@@ -5,10 +5,10 @@ from hypothesis import strategies as st
 
 from plantnseek.callbacks import SCORERS, Pruning
 from plantnseek.data import PlantedDataModule
-from plantnseek.errors import UsageError
+from plantnseek.core.errors import UsageError
 from plantnseek.module import PlantedMLP
-from plantnseek.registry import get_task
-from plantnseek.tickets import min_width
+from plantnseek.core.registry import get_task
+from plantnseek.core.tickets import min_width
 
 settings.register_profile("plantnseek", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -38,18 +38,18 @@ def test_pruning_invariants(s):
     pruning = Pruning(pruner=s["pruner"], sparsity=s["sparsity"], scope=s["scope"], prune_bias=s["prune_bias"],
                       levels=s["levels"], prune_epochs=s["prune_epochs"])
     try:
-        pruning.density = pruning.target_density(model)
+        pruning.density = pruning.target_density(model.run)
     except UsageError:
         assume(False)  # a target that keeps nothing is refused, tested elsewhere
     x, y = dm.split("test")
-    ticket_metric = model.ticket_metric(x, y)
-    ticket_state = {k: v.clone() for k, v in model.ticket.state_dict().items()}
+    ticket_metric = model.run.ticket_metric(x, y)
+    ticket_state = {k: v.clone() for k, v in model.run.ticket.state_dict().items()}
     pruning.remember_initial(model)
-    initial = [p.detach().clone() for p in model.net.parameters()]
-    prunable = lambda: [m for _, _, m in model.net.masked_parameters(bias=s["prune_bias"])]  # noqa: E731
+    initial = [p.detach().clone() for p in model.run.net.parameters()]
+    prunable = lambda: [m for _, _, m in model.run.net.masked_parameters(bias=s["prune_bias"])]  # noqa: E731
     before = [m.clone() for m in prunable()]
     for level in range(s["levels"]):
-        pruning.prune_level(model, level, dm)
+        pruning.prune_level(model.run, level, dm)
         masks = prunable()
         for m in masks:
             assert set(m.unique().tolist()) <= {0.0, 1.0}  # binary
@@ -61,14 +61,14 @@ def test_pruning_invariants(s):
         assert all(bool((new <= old).all()) for new, old in zip(masks, before))  # pruned stays pruned
         before = [m.clone() for m in masks]
         if not s["prune_bias"]:
-            assert all(bool(l.bias_mask.all()) for l in model.net.layers)
+            assert all(bool(l.bias_mask.all()) for l in model.run.net.layers)
         # rewinding restores the initial weights (the pruned ones read zero)
         with torch.no_grad():
-            for p in model.net.parameters():
+            for p in model.run.net.parameters():
                 p.add_(1.0)
         pruning.rewind_weights(model)
-        all_masks = [m for _, _, m in model.net.masked_parameters(bias=True)]
-        assert all(torch.equal(p, p0 * m) for p, p0, m in zip(model.net.parameters(), initial, all_masks))
+        all_masks = [m for _, _, m in model.run.net.masked_parameters(bias=True)]
+        assert all(torch.equal(p, p0 * m) for p, p0, m in zip(model.run.net.parameters(), initial, all_masks))
     # the ticket, and so its metric, does not depend on pruning
-    assert model.ticket_metric(x, y) == ticket_metric
-    assert all(torch.equal(v, ticket_state[k]) for k, v in model.ticket.state_dict().items())
+    assert model.run.ticket_metric(x, y) == ticket_metric
+    assert all(torch.equal(v, ticket_state[k]) for k, v in model.run.ticket.state_dict().items())

@@ -4,13 +4,13 @@ from pytorch_lightning.callbacks import Callback
 
 from helpers import fit, make_pruning, read_summary, tiny
 from plantnseek.callbacks import SCORERS, Pruning, Scorer, ScoringContext, SynFlow
-from plantnseek.errors import UsageError
+from plantnseek.core.errors import UsageError
 
 SCORER_NAMES = list(SCORERS)
 
 
 def prunable_counts(model, prune_bias):
-    masks = [m for _, _, m in model.net.masked_parameters(bias=prune_bias)]
+    masks = [m for _, _, m in model.run.net.masked_parameters(bias=prune_bias)]
     return sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
 
 
@@ -20,15 +20,15 @@ def prunable_counts(model, prune_bias):
 def test_every_scorer_keeps_exactly_k(pruner, scope, prune_bias):
     model, dm = tiny("circle", depth=4, width=20)
     pruning = Pruning(pruner=pruner, sparsity=0.13, scope=scope, prune_bias=prune_bias, post_epochs=0)
-    pruning.prune_level(model, 0, dm)
+    pruning.prune_level(model.run, 0, dm)
     kept, total = prunable_counts(model, prune_bias)
     if scope == "global":
         assert kept == round(0.13 * total)
     else:
-        assert kept == sum(round(0.13 * m.numel()) for _, _, m in model.net.masked_parameters(bias=prune_bias))
+        assert kept == sum(round(0.13 * m.numel()) for _, _, m in model.run.net.masked_parameters(bias=prune_bias))
     if not prune_bias:
-        assert all(bool(l.bias_mask.all()) for l in model.net.layers)
-    for _, _, m in model.net.masked_parameters(bias=True):
+        assert all(bool(l.bias_mask.all()) for l in model.run.net.layers)
+    for _, _, m in model.run.net.masked_parameters(bias=True):
         assert set(m.unique().tolist()) <= {0.0, 1.0}
 
 
@@ -37,38 +37,38 @@ def test_every_scorer_keeps_exactly_k(pruner, scope, prune_bias):
 def test_ticket_oracle_recovers_the_ticket_exactly(dataset, prune_bias):
     model, dm = tiny(dataset, depth=5)
     pruning = Pruning(pruner="ticket", sparsity=-1, prune_bias=prune_bias, post_epochs=0)
-    event = pruning.prune_level(model, 0, dm)
+    event = pruning.prune_level(model.run, 0, dm)
     assert event["recovery"]["recall"] == 1.0 and event["recovery"]["precision"] == 1.0
     # the pruned network is the ticket times its output scale
     x, _ = dm.split("test")
     with torch.no_grad():
-        out = model(x).double() / model.ticket.scale
-    torch.testing.assert_close(out, model.ticket(x), rtol=1e-3, atol=1e-4)
+        out = model(x).double() / model.run.ticket.scale
+    torch.testing.assert_close(out, model.run.ticket(x), rtol=1e-3, atol=1e-4)
     if dataset != "circle":
         # least-squares rescaling can only improve on the ticket's exact scale
-        assert event["test_after_prune"]["rescaled_mse"] <= 1.01 * model.ticket_metric(*dm.split("test"))
+        assert event["test_after_prune"]["rescaled_mse"] <= 1.01 * model.run.ticket_metric(*dm.split("test"))
 
 
 def test_sparsity_minus_one_is_the_ticket_density():
     model, _ = tiny("circle", depth=5, width=50)
-    assert Pruning(sparsity=-1).target_density(model) == 108 / 5300
-    assert Pruning(sparsity=-1, prune_bias=True).target_density(model) == (108 + 22) / 5454
-    assert Pruning(sparsity=None, compression=2).target_density(model) == pytest.approx(0.01)
+    assert Pruning(sparsity=-1).target_density(model.run) == 108 / 5300
+    assert Pruning(sparsity=-1, prune_bias=True).target_density(model.run) == (108 + 22) / 5454
+    assert Pruning(sparsity=None, compression=2).target_density(model.run) == pytest.approx(0.01)
 
 
 def test_a_sparsity_that_keeps_nothing_is_refused():
     model, _ = tiny("relu", depth=3, width=4)
     with pytest.raises(UsageError, match="keeps no parameter"):
-        Pruning(sparsity=0.01).target_density(model)
+        Pruning(sparsity=0.01).target_density(model.run)
 
 
 def test_synflow_needs_no_data_and_is_deterministic():
     model, _ = tiny("helix", depth=5)
-    params = list(model.net.masked_parameters(bias=True))
+    params = list(model.run.net.masked_parameters(bias=True))
 
     def ctx():
-        return ScoringContext(net=model.net, names=[n for n, _, _ in params], params=[p for _, p, _ in params],
-                              masks=[m for _, _, m in params], batches=[], loss=model.loss,
+        return ScoringContext(net=model.run.net, names=[n for n, _, _ in params], params=[p for _, p, _ in params],
+                              masks=[m for _, _, m in params], batches=[], loss=model.run.loss,
                               generator=torch.Generator(), ticket_masks=[])
 
     a, b = SynFlow().score(ctx()), SynFlow().score(ctx())
@@ -82,9 +82,9 @@ def test_synflow_has_no_float32_ties_at_depth_10():
     from plantnseek.module import PlantedMLP
 
     model = PlantedMLP(dataset="circle", depth=10, width=100)
-    params = list(model.net.masked_parameters(bias=False))
-    ctx = ScoringContext(net=model.net, names=[n for n, _, _ in params], params=[p for _, p, _ in params],
-                         masks=[m for _, _, m in params], batches=[], loss=model.loss,
+    params = list(model.run.net.masked_parameters(bias=False))
+    ctx = ScoringContext(net=model.run.net, names=[n for n, _, _ in params], params=[p for _, p, _ in params],
+                         masks=[m for _, _, m in params], batches=[], loss=model.run.loss,
                          generator=torch.Generator(), ticket_masks=[])
     scores = torch.cat([s.flatten() for s in SynFlow().score(ctx)])
     positive = scores[scores > 0]
@@ -97,18 +97,18 @@ def test_snip_and_grasp_score_on_the_pruning_subset():
 
     model, dm = tiny("circle", depth=4)
     Spy.calls.clear()
-    Pruning(pruner="my_scorers.Spy", sparsity=0.5, post_epochs=0).prune_level(model, 0, dm)
+    Pruning(pruner="my_scorers.Spy", sparsity=0.5, post_epochs=0).prune_level(model.run, 0, dm)
     assert Spy.calls[0]["n_samples"] == len(dm.split("prune")[0]) == 20
     for name in ("snip", "grasp"):
         scores = []
         for seed in (1, 2):
             _, dm2 = tiny("circle", depth=4, seed=seed)
             m = tiny("circle", depth=4)[0]
-            Pruning(pruner=name, sparsity=0.5, post_epochs=0).prune_level(m, 0, dm2)
-            scores.append(torch.cat([l.weight_mask.flatten() for l in m.net.layers]))
+            Pruning(pruner=name, sparsity=0.5, post_epochs=0).prune_level(m.run, 0, dm2)
+            scores.append(torch.cat([l.weight_mask.flatten() for l in m.run.net.layers]))
         assert not torch.equal(scores[0], scores[1]), name  # another subset, other masks
         with pytest.raises(UsageError, match="needs data"):
-            Pruning(pruner=name, sparsity=0.5).prune_level(tiny("circle", depth=4)[0], 0, None)
+            Pruning(pruner=name, sparsity=0.5).prune_level(tiny("circle", depth=4)[0].run, 0, None)
 
 
 class Watch(Callback):
@@ -117,14 +117,14 @@ class Watch(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.optim_state_sizes.append(len(trainer.optimizers[0].state))
-        self.weights.append([p.detach().clone() for p in pl_module.net.parameters()])
+        self.weights.append([p.detach().clone() for p in pl_module.run.net.parameters()])
 
 
 def test_multishot_follows_the_schedule_rewinds_and_resets(in_tmp):
     from my_scorers import Spy
 
     model, dm = tiny("circle", depth=4)
-    initial = [p.detach().clone() for p in model.net.parameters()]
+    initial = [p.detach().clone() for p in model.run.net.parameters()]
     Spy.calls.clear()
     pruning = Pruning(pruner="my_scorers.Spy", sparsity=0.05, levels=3, pre_epochs=1, post_epochs=1, prune_epochs=2)
     watch = Watch()
@@ -137,14 +137,14 @@ def test_multishot_follows_the_schedule_rewinds_and_resets(in_tmp):
     assert trainer.current_epoch == 4  # 3 levels x 1 pre-epoch + 1 post-epoch, set by the callback
     targets = [e["density_target"] for e in pruning.events]
     assert targets == pytest.approx([0.05 ** (1 / 3), 0.05 ** (2 / 3), 0.05])
-    total = sum(m.numel() for _, _, m in model.net.masked_parameters(bias=False))
+    total = sum(m.numel() for _, _, m in model.run.net.masked_parameters(bias=False))
     assert [e["kept"] for e in pruning.events] == [round(t * total) for t in targets]
     # pruned stays pruned across scoring rounds and levels: masks only ever lose entries
     seq = [torch.cat([m.flatten() for m in c["masks"]]) for c in Spy.calls]
     assert len(seq) == 6
     assert all(bool((b <= a).all()) for a, b in zip(seq, seq[1:]))
     # every level starts from the planted initialisation with a fresh optimizer
-    masks = [m for _, _, m in model.net.masked_parameters(bias=True)]
+    masks = [m for _, _, m in model.run.net.masked_parameters(bias=True)]
     for level_start in (1, 2, 3):
         # rewound weights equal the initial ones, except that the finally pruned ones are zero
         assert all(torch.equal(w * m, w0 * m) for w, w0, m in zip(watch.weights[level_start], initial, masks))
@@ -176,26 +176,26 @@ def test_singleshot_keeps_training_state_and_logs_summary(in_tmp):
 
 def test_invert_shuffle_and_reinitialize():
     model, dm = tiny("circle", depth=4)
-    w = model.net.layers[1].weight.detach().abs().clone()
-    Pruning(pruner="mag", sparsity=0.2, invert=True).prune_level(model, 0, dm)
-    m = model.net.layers[1].weight_mask.bool()
+    w = model.run.net.layers[1].weight.detach().abs().clone()
+    Pruning(pruner="mag", sparsity=0.2, invert=True).prune_level(model.run, 0, dm)
+    m = model.run.net.layers[1].weight_mask.bool()
     assert w[m].max() <= w[~m].min()  # the kept ones are the smallest
-    assert bool((model.net.layers[1].weight[~m] == 0).all())  # pruned values are zeroed
+    assert bool((model.run.net.layers[1].weight[~m] == 0).all())  # pruned values are zeroed
 
     plain, _ = tiny("circle", depth=4)
     shuffled, _ = tiny("circle", depth=4)
-    Pruning(pruner="mag", sparsity=0.2).prune_level(plain, 0, dm)
-    Pruning(pruner="mag", sparsity=0.2, shuffle=True).prune_level(shuffled, 0, dm)
-    for a, b in zip(plain.net.layers, shuffled.net.layers):
+    Pruning(pruner="mag", sparsity=0.2).prune_level(plain.run, 0, dm)
+    Pruning(pruner="mag", sparsity=0.2, shuffle=True).prune_level(shuffled.run, 0, dm)
+    for a, b in zip(plain.run.net.layers, shuffled.run.net.layers):
         assert int(a.weight_mask.sum()) == int(b.weight_mask.sum())
-    assert any(not torch.equal(a.weight_mask, b.weight_mask) for a, b in zip(plain.net.layers, shuffled.net.layers))
+    assert any(not torch.equal(a.weight_mask, b.weight_mask) for a, b in zip(plain.run.net.layers, shuffled.run.net.layers))
 
 
 def test_reinitialize_draws_fresh_weights(in_tmp):
     model, dm = tiny("circle", depth=4)
-    before = [p.detach().clone() for p in model.net.parameters()]
+    before = [p.detach().clone() for p in model.run.net.parameters()]
     fit(model, dm, make_pruning(pruner="mag", sparsity=0.3, reinitialize=True), root=str(in_tmp), max_epochs=0)
-    after = list(model.net.parameters())
+    after = list(model.run.net.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
 
 

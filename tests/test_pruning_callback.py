@@ -4,8 +4,8 @@ import torch
 
 from helpers import FakeTrainer, tiny
 from plantnseek.callbacks import Pruning, Scorer
-from plantnseek.callbacks.scorers import SNIP, GraSP, Mag, Rand, SynFlow, Ticket
-from plantnseek.errors import RunFailure, UsageError
+from plantnseek.core.scorers import SNIP, GraSP, Mag, Rand, SynFlow, Ticket
+from plantnseek.core.errors import RunFailure, UsageError
 
 
 class Fixed(Scorer):
@@ -37,9 +37,9 @@ def test_rewind_defaults_to_multishot_only():
 
 def test_smallest_target_that_keeps_one_parameter_is_allowed():
     model, _ = tiny("relu", depth=3, width=4)  # 4 + 4 prunable weights
-    assert Pruning(sparsity=0.1).target_density(model) == 0.1  # round(0.8) = 1 parameter
+    assert Pruning(sparsity=0.1).target_density(model.run) == 0.1  # round(0.8) = 1 parameter
     with pytest.raises(UsageError, match="smallest kept fraction is 0.062"):
-        Pruning(sparsity=0.05).target_density(model)  # round(0.4) = 0
+        Pruning(sparsity=0.05).target_density(model.run)  # round(0.4) = 0
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -48,21 +48,21 @@ def test_scoring_mode_is_restored(training):
     model.train(training)
     seen = []
     Pruning(pruner=Fixed(lambda ctx: seen.append(ctx.net.training) or [p.detach().abs() for p in ctx.params]),
-            sparsity=0.5, prune_train_mode=not training).prune_level(model, 0, dm)
-    assert seen == [not training] and model.net.training is training
+            sparsity=0.5, prune_train_mode=not training).prune_level(model.run, 0, dm)
+    assert seen == [not training] and model.run.net.training is training
 
 
 def test_event_score_log_and_logged_metrics():
     model, dm = tiny("circle", depth=4)
-    weights = [l.weight.detach().abs().clone() for l in model.net.layers]
+    weights = [l.weight.detach().abs().clone() for l in model.run.net.layers]
     trainer = FakeTrainer()
     pruning = Pruning(pruner="mag", sparsity=0.25)
-    event = pruning.prune_level(model, 0, dm, trainer)
+    event = pruning.prune_level(model.run, 0, dm, trainer)
     total = sum(w.numel() for w in weights)
     kept = round(0.25 * total)
     assert event["level"] == 1 and event["density_target"] == 0.25
     assert event["kept"] == kept and event["prunable"] == total and event["density"] == kept / total
-    masks = {f"layers.{i}.weight": l.weight_mask for i, l in enumerate(model.net.layers)}
+    masks = {f"layers.{i}.weight": l.weight_mask for i, l in enumerate(model.run.net.layers)}
     assert event["kept_fraction"] == {n: float(m.mean()) for n, m in masks.items()}
     assert set(event["test_after_prune"]) == {"loss", "accuracy"}
     assert pruning.events == [event]
@@ -87,7 +87,7 @@ def test_event_score_log_and_logged_metrics():
 
 def test_without_a_datamodule_no_test_results_for_data_free_scorers():
     model, _ = tiny("circle", depth=4)
-    event = Pruning(pruner="synflow", sparsity=0.3).prune_level(model, 0, None)
+    event = Pruning(pruner="synflow", sparsity=0.3).prune_level(model.run, 0, None)
     assert "test_after_prune" not in event
 
 
@@ -102,7 +102,7 @@ def test_without_a_datamodule_no_test_results_for_data_free_scorers():
 def test_bad_scores_are_refused(make, error, match):
     model, dm = tiny("circle", depth=4)
     with pytest.raises(error, match=match):
-        Pruning(pruner=Fixed(make), sparsity=0.3).prune_level(model, 0, dm)
+        Pruning(pruner=Fixed(make), sparsity=0.3).prune_level(model.run, 0, dm)
 
 
 def test_singleshot_prunes_before_the_first_epoch(tmp_path):
@@ -115,7 +115,7 @@ def test_singleshot_prunes_before_the_first_epoch(tmp_path):
         kept = []
 
         def on_train_epoch_start(self, trainer, pl_module):
-            Seen.kept.append(sum(int(l.weight_mask.sum()) for l in pl_module.net.layers))
+            Seen.kept.append(sum(int(l.weight_mask.sum()) for l in pl_module.run.net.layers))
 
     model, dm = tiny("circle", depth=4)
     pruning = Pruning(pruner="synflow", sparsity=0.2, pre_epochs=0, post_epochs=1)
@@ -137,7 +137,7 @@ def test_scorers_that_need_data_refuse_a_datamodule_without_it(pruner, match):
 
     for datamodule in (None, NoData()):
         with pytest.raises(UsageError, match=f"pruner '{pruner}' {match}: use a plantnseek.PlantedDataModule"):
-            Pruning(pruner=pruner, sparsity=0.3).prune_level(model, 0, datamodule)
+            Pruning(pruner=pruner, sparsity=0.3).prune_level(model.run, 0, datamodule)
 
 
 class Record(Scorer):
@@ -152,13 +152,13 @@ class Record(Scorer):
     def score(self, ctx):
         self.seen.append({"generator_seed": ctx.generator.initial_seed(), "batches": ctx.batches,
                           "train": ctx.train, "batch_size": ctx.batch_size, "density": ctx.density,
-                          "scope": ctx.scope})
+                          "budget": ctx.budget})
         return [p.detach().abs() for p in ctx.params]
 
 
 def test_each_scoring_round_gets_its_own_seeded_generator():
     from plantnseek.callbacks.pruning import STREAM_SCORE
-    from plantnseek.sampling import torch_generator
+    from plantnseek.core.sampling import torch_generator
 
     seen = {}
     for seed in (1, 2):
@@ -166,7 +166,7 @@ def test_each_scoring_round_gets_its_own_seeded_generator():
         scorer = Record()
         pruning = Pruning(pruner=scorer, sparsity=0.1, levels=2, prune_epochs=2)
         for level in range(2):
-            pruning.prune_level(model, level, dm)
+            pruning.prune_level(model.run, level, dm)
         seen[seed] = [c["generator_seed"] for c in scorer.seen]
         # (seed, stream, level, round) -> the generator: pinned, so a run's random scores never change
         assert seen[seed] == [torch_generator(seed, STREAM_SCORE, l, r).initial_seed() for l in (0, 1) for r in (0, 1)]
@@ -176,9 +176,9 @@ def test_each_scoring_round_gets_its_own_seeded_generator():
 def test_data_free_scorers_get_no_batches_and_trainers_get_the_train_split():
     model, dm = tiny("circle", depth=4)
     scorer = Record()
-    Pruning(pruner=scorer, sparsity=0.3, scope="local").prune_level(model, 0, dm)
+    Pruning(pruner=scorer, sparsity=0.3, scope="local").prune_level(model.run, 0, dm)
     (ctx,) = scorer.seen
-    assert ctx["batches"] == [] and ctx["train"] is None and ctx["scope"] == "local" and ctx["density"] == 0.3
+    assert ctx["batches"] == [] and ctx["train"] is None and ctx["budget"] == "uniform" and ctx["density"] == 0.3
 
     class Trains(Record):
         uses_train = True
@@ -187,7 +187,7 @@ def test_data_free_scorers_get_no_batches_and_trainers_get_the_train_split():
 
     dm = PlantedDataModule(dataset="circle", n_samples=600, train_batch_size=16, seed=1, prune_dataset_ratio=5)
     trains = Trains()
-    Pruning(pruner=trains, sparsity=0.3).prune_level(model, 0, dm)
+    Pruning(pruner=trains, sparsity=0.3).prune_level(model.run, 0, dm)
     (ctx,) = trains.seen
     assert ctx["batch_size"] == 16
     x, y = ctx["train"]
@@ -197,8 +197,8 @@ def test_data_free_scorers_get_no_batches_and_trainers_get_the_train_split():
 
 def test_shuffle_draws_from_its_own_stream_per_seed_and_level():
     from plantnseek.callbacks.pruning import STREAM_SHUFFLE
-    from plantnseek.sampling import torch_generator
-    from plantnseek.masking import shuffle_masks
+    from plantnseek.core.sampling import torch_generator
+    from plantnseek.core.masking import shuffle_masks
 
     for seed in (1, 2):
         model, dm = tiny("circle", depth=4, seed=seed)
@@ -206,14 +206,14 @@ def test_shuffle_draws_from_its_own_stream_per_seed_and_level():
         shuffled = Pruning(pruner="mag", sparsity=0.2, levels=2, shuffle=True)
         plain = Pruning(pruner="mag", sparsity=0.2, levels=2)
         for level in range(2):
-            alive = [m.clone() for _, _, m in model.net.masked_parameters(bias=False)]
+            alive = [m.clone() for _, _, m in model.run.net.masked_parameters(bias=False)]
             # the same ranking on the twin, from the same starting masks, without the shuffle
             with torch.no_grad():
-                for (_, _, m), a in zip(twin.net.masked_parameters(bias=False), alive):
+                for (_, _, m), a in zip(twin.run.net.masked_parameters(bias=False), alive):
                     m.copy_(a)
-            plain.prune_level(twin, level, dm)
-            shuffled.prune_level(model, level, dm)
-            ranked = [m.clone() for _, _, m in twin.net.masked_parameters(bias=False)]
+            plain.prune_level(twin.run, level, dm)
+            shuffled.prune_level(model.run, level, dm)
+            ranked = [m.clone() for _, _, m in twin.run.net.masked_parameters(bias=False)]
             expected = shuffle_masks(ranked, alive, torch_generator(seed, STREAM_SHUFFLE, level))
-            got = [m for _, _, m in model.net.masked_parameters(bias=False)]
+            got = [m for _, _, m in model.run.net.masked_parameters(bias=False)]
             assert all(torch.equal(g, e) for g, e in zip(got, expected)), (seed, level)

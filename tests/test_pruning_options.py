@@ -7,14 +7,14 @@ from pytorch_lightning.callbacks import Callback
 
 from helpers import tiny
 from plantnseek.callbacks import Pruning, RunSummary
-from plantnseek.sampling import STREAM_PLANT, stream
-from plantnseek.masking import shuffle_masks, topk_masks
+from plantnseek.core.sampling import STREAM_PLANT, stream
+from plantnseek.core.masking import shuffle_masks, topk_masks
 from plantnseek.module import make_optimizer
-from plantnseek.planting import he_scaled_init
+from plantnseek.core.planting import he_scaled_init
 
 
 def weight_masks(model):
-    return [l.weight_mask.clone() for l in model.net.layers]
+    return [l.weight_mask.clone() for l in model.run.net.layers]
 
 
 # -- shuffle -------------------------------------------------------------------------------------------
@@ -39,8 +39,8 @@ def test_shuffle_with_multishot_keeps_pruned_entries_pruned(scope):
     pruning.remember_initial(model)
     before = weight_masks(model)
     for level in range(3):
-        pruning.prune_level(model, level, dm)
-        reference.prune_level(plain, level, dm)
+        pruning.prune_level(model.run, level, dm)
+        reference.prune_level(plain.run, level, dm)
         after = weight_masks(model)
         for a, b in zip(after, before):
             assert bool((a <= b).all()), f"level {level + 1}: {int((a > b).sum())} pruned entries revived"
@@ -56,7 +56,7 @@ def test_shuffle_with_multishot_keeps_pruned_entries_pruned(scope):
 def test_shuffle_follows_the_seed():
     def shuffled(seed):
         model, dm = tiny("circle", depth=4, seed=seed)
-        Pruning(pruner="mag", sparsity=0.2, shuffle=True).prune_level(model, 0, dm)
+        Pruning(pruner="mag", sparsity=0.2, shuffle=True).prune_level(model.run, 0, dm)
         return weight_masks(model)
 
     a, b = shuffled(1), shuffled(1)
@@ -72,14 +72,14 @@ def test_shuffle_follows_the_seed():
 # -- reinitialize --------------------------------------------------------------------------------------
 def test_reinitialize_is_independent_of_the_planted_init_and_of_the_planting_stream(in_tmp):
     model, dm = tiny("circle", depth=4, seed=3)
-    initial = [p.detach().clone() for p in model.net.parameters()]
-    planting_draw = he_scaled_init(model.net.widths, stream(3, STREAM_PLANT))
+    initial = [p.detach().clone() for p in model.run.net.parameters()]
+    planting_draw = he_scaled_init(model.run.net.widths, stream(3, STREAM_PLANT))
     pruning = Pruning(pruner="mag", sparsity=0.5, reinitialize=True, post_epochs=0)
     trainer = pl.Trainer(accelerator="cpu", default_root_dir=str(in_tmp), max_epochs=0, logger=False,
                          enable_checkpointing=False, callbacks=[pruning, RunSummary(verbose=False)],
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
-    for i, layer in enumerate(model.net.layers):
+    for i, layer in enumerate(model.run.net.layers):
         kept = layer.weight_mask.bool()
         w = layer.weight.detach()
         assert bool((w[~kept] == 0).all())  # still masked
@@ -103,12 +103,12 @@ class Watch(Callback):
         self.lrs.append(opt.param_groups[0]["lr"])
         state = opt.state.get(next(iter(pl_module.stack.parameters())), {})  # the optimizer trains the stack
         self.adam_steps.append(int(state["step"]) if "step" in state else 0)
-        self.weights.append([p.detach().clone() for p in pl_module.net.parameters()])
+        self.weights.append([p.detach().clone() for p in pl_module.run.net.parameters()])
 
 
 def test_every_rewind_resets_the_optimizer_and_the_lr_schedule(in_tmp):
     model, dm = tiny("relu", depth=4, width=6, lr_drops=[1], lr_drop_rate=0.1, lr=1e-2)
-    initial = [p.detach().clone() for p in model.net.parameters()]
+    initial = [p.detach().clone() for p in model.run.net.parameters()]
     pruning = Pruning(pruner="mag", sparsity=0.3, levels=3, pre_epochs=2, post_epochs=2)
     watch = Watch()
     trainer = pl.Trainer(accelerator="cpu", default_root_dir=str(in_tmp), logger=False, enable_checkpointing=False,
@@ -120,7 +120,7 @@ def test_every_rewind_resets_the_optimizer_and_the_lr_schedule(in_tmp):
     steps_per_epoch = watch.adam_steps[1]
     assert steps_per_epoch > 0
     assert watch.adam_steps == [0, steps_per_epoch] * 4  # Adam's state starts afresh after each rewind
-    masks = [m for _, _, m in model.net.masked_parameters(bias=True)]
+    masks = [m for _, _, m in model.run.net.masked_parameters(bias=True)]
     for start in (2, 4, 6):  # rewound exactly to the planted values (the finally pruned ones read zero)
         assert all(torch.equal(w * m, w0 * m) for w, w0, m in zip(watch.weights[start], initial, masks))
     assert any(not torch.equal(w, w0) for w, w0 in zip(watch.weights[1], initial))  # training moved them
@@ -130,15 +130,15 @@ def test_rewind_restores_the_initial_values_exactly():
     model, dm = tiny("circle", depth=4)
     pruning = Pruning(pruner="mag", sparsity=0.3)
     pruning.remember_initial(model)
-    initial = [p.detach().clone() for p in model.net.parameters()]
-    pruning.prune_level(model, 0, dm)
+    initial = [p.detach().clone() for p in model.run.net.parameters()]
+    pruning.prune_level(model.run, 0, dm)
     with torch.no_grad():
-        for p in model.net.parameters():
+        for p in model.run.net.parameters():
             p.mul_(1.5).add_(0.25)
     pruning.rewind_weights(model)
-    for (_, p, m), p0 in zip(model.net.masked_parameters(bias=True), initial):
+    for (_, p, m), p0 in zip(model.run.net.masked_parameters(bias=True), initial):
         assert torch.equal(p, p0 * m)
-    assert any(not bool(m.all()) for _, _, m in model.net.masked_parameters(bias=False))
+    assert any(not bool(m.all()) for _, _, m in model.run.net.masked_parameters(bias=False))
 
 
 # -- selection rule: tie-break, invert, scope -----------------------------------------------------------
@@ -155,19 +155,19 @@ def test_ties_go_to_the_lower_flat_index():
 
 def test_invert_keeps_exactly_the_lowest_scores():
     model, dm = tiny("circle", depth=4)
-    w = [l.weight.detach().abs().clone() for l in model.net.layers]
-    Pruning(pruner="mag", sparsity=0.2, invert=True).prune_level(model, 0, dm)
+    w = [l.weight.detach().abs().clone() for l in model.run.net.layers]
+    Pruning(pruner="mag", sparsity=0.2, invert=True).prune_level(model.run, 0, dm)
     flat = torch.cat([x.flatten() for x in w])
     k = round(0.2 * flat.numel())
     expected = torch.zeros(flat.numel())
     expected[torch.argsort(flat)[:k]] = 1
-    assert torch.equal(torch.cat([l.weight_mask.flatten() for l in model.net.layers]), expected)
+    assert torch.equal(torch.cat([l.weight_mask.flatten() for l in model.run.net.layers]), expected)
 
 
 def test_scope_local_keeps_the_fraction_of_each_tensor():
     model, dm = tiny("circle", depth=4)
-    Pruning(pruner="rand", sparsity=0.3, scope="local", prune_bias=True).prune_level(model, 0, dm)
-    counts = [int(m.sum()) for _, _, m in model.net.masked_parameters(bias=True)]
+    Pruning(pruner="rand", sparsity=0.3, scope="local", prune_bias=True).prune_level(model.run, 0, dm)
+    counts = [int(m.sum()) for _, _, m in model.run.net.masked_parameters(bias=True)]
     # circle depth 4, width 20: weights 20x2, 20x20, 4x20 and biases 20, 20, 4
     assert counts == [12, 6, 120, 6, 24, 1]
 
@@ -189,11 +189,11 @@ def test_prune_epochs_densities_per_round(schedule, levels, expected):
     target = {1: 0.125 if schedule == "exponential" else 0.25, 2: 0.0625}[levels]
     rounds = 3 if levels == 1 else 2
     model, dm = tiny("circle", depth=4)
-    n = sum(l.weight.numel() for l in model.net.layers)
+    n = sum(l.weight.numel() for l in model.run.net.layers)
     Spy.calls.clear()
     pruning = Pruning(pruner="my_scorers.Spy", sparsity=target, levels=levels, prune_epochs=rounds, schedule=schedule)
     for level in range(levels):
-        pruning.prune_level(model, level, dm)
+        pruning.prune_level(model.run, level, dm)
     # the masks each round starts from, then the final one
     kept = [int(sum(m.sum() for m in c["masks"])) for c in Spy.calls][1:] + [int(sum(m.sum() for m in weight_masks(model)))]
     assert kept == [round(d * n) for d in expected]
@@ -228,7 +228,7 @@ def test_pruning_state_round_trips_through_a_checkpoint_dict():
     pruning = Pruning(pruner="mag", sparsity=0.2, levels=2)
     pruning.remember_initial(model)
     pruning._initial_optim, pruning._initial_sched = [{"lr": 0.5}], [{"last_epoch": 3}]
-    pruning.prune_level(model, 0, dm)
+    pruning.prune_level(model.run, 0, dm)
     pruning.levels_done, pruning.reset_pending = 1, True
     state = pruning.state_dict()
     restored = Pruning(pruner="mag", sparsity=0.2, levels=2)

@@ -6,22 +6,22 @@ import torch
 from helpers import FakeTrainer, RecordingLogger, tiny
 from plantnseek.callbacks import Pruning
 from plantnseek.callbacks.pruning import STREAM_REINIT
-from plantnseek.sampling import stream
-from plantnseek.errors import UsageError
-from plantnseek.planting import he_scaled_init
+from plantnseek.core.sampling import stream
+from plantnseek.core.errors import UsageError
+from plantnseek.core.planting import he_scaled_init
 
 
 def params(model):
-    return [p.detach().clone() for p in model.net.parameters()]
+    return [p.detach().clone() for p in model.run.net.parameters()]
 
 
 def masks(model):
-    return [m.detach().clone() for _, _, m in model.net.masked_parameters(bias=True)]
+    return [m.detach().clone() for _, _, m in model.run.net.masked_parameters(bias=True)]
 
 
 def disturb(model):
     with torch.no_grad():
-        for p in model.net.parameters():
+        for p in model.run.net.parameters():
             p.add_(0.5)
 
 
@@ -29,7 +29,7 @@ def test_levels_run_when_their_pre_epochs_are_done():
     model, dm = tiny("circle", depth=4)
     trainer = FakeTrainer(dm)
     pruning = Pruning(pruner="mag", sparsity=0.1, levels=3, pre_epochs=2)
-    pruning.density = pruning.target_density(model)
+    pruning.density = pruning.target_density(model.run)
     pruning.remember_initial(model)
     done = []
     for epochs in range(8):
@@ -39,7 +39,7 @@ def test_levels_run_when_their_pre_epochs_are_done():
     assert [e["level"] for e in pruning.events] == [1, 2, 3]
     # several levels due at once (a resume, or pre_epochs 0) run in order in one call
     other = Pruning(pruner="mag", sparsity=0.1, levels=3, pre_epochs=0)
-    other.density = other.target_density(model)
+    other.density = other.target_density(model.run)
     other.remember_initial(model)
     other._run_due_levels(trainer, model, epochs_done=0)
     assert other.levels_done == 3 and [e["level"] for e in other.events] == [1, 2, 3]
@@ -50,7 +50,7 @@ def test_rewind_after_every_level_and_the_reset_is_left_to_the_next_epoch():
     trainer = FakeTrainer(dm)
     initial = params(model)
     pruning = Pruning(pruner="mag", sparsity=0.1, levels=2, pre_epochs=1)
-    pruning.density = pruning.target_density(model)
+    pruning.density = pruning.target_density(model.run)
     pruning.remember_initial(model)
     disturb(model)  # as if trained for an epoch
     pruning._run_due_levels(trainer, model, epochs_done=1)
@@ -63,7 +63,7 @@ def test_without_rewind_the_trained_weights_stay():
     model, dm = tiny("circle", depth=4)
     trainer = FakeTrainer(dm)
     pruning = Pruning(pruner="mag", sparsity=0.1, levels=2, pre_epochs=1, rewind=False)
-    pruning.density = pruning.target_density(model)
+    pruning.density = pruning.target_density(model.run)
     pruning.remember_initial(model)
     disturb(model)
     trained = params(model)
@@ -79,18 +79,18 @@ def test_reinitialize_only_after_the_last_level_and_pruned_recorded_once():
     model.run_loggers = [[run_logger]]  # the run's own logger (as in a sweep)
     initial = params(model)
     pruning = Pruning(pruner="mag", sparsity=0.1, levels=2, pre_epochs=1, reinitialize=True)
-    pruning.density = pruning.target_density(model)
+    pruning.density = pruning.target_density(model.run)
     pruning.remember_initial(model)
     pruning._run_due_levels(trainer, model, epochs_done=1)
     # level 1 of 2: rewound to the planted values, not reinitialised
     assert all(torch.equal(p, p0 * m) for p, p0, m in zip(params(model), initial, masks(model)))
     assert pruning.pruned is None
     pruning._run_due_levels(trainer, model, epochs_done=2)
-    fresh = he_scaled_init(model.net.widths, stream(5, STREAM_REINIT))
+    fresh = he_scaled_init(model.run.net.widths, stream(5, STREAM_REINIT))
     expected = [torch.as_tensor(a, dtype=torch.float32) for wb in fresh for a in wb]
     assert all(torch.equal(p, e * m) for p, e, m in zip(params(model), expected, masks(model)))
     # the pruned network is evaluated once, as post-training starts from it (reinitialised)
-    assert pruning.pruned == model.evaluate(dm.test_dataloader())
+    assert pruning.pruned == model.run.evaluate(dm.test_dataloader())
     assert run_logger.logged == [(0, {f"test_pruned/{k}": v for k, v in pruning.pruned.items()})]
 
 
@@ -99,24 +99,24 @@ def test_a_schedule_without_training_prunes_at_fit_end():
     trainer = FakeTrainer(dm)
     trainer.current_epoch = 0
     pruning = Pruning(pruner="mag", sparsity=0.1, levels=1, pre_epochs=0, post_epochs=0)
-    pruning.density = pruning.target_density(model)
+    pruning.density = pruning.target_density(model.run)
     pruning.on_fit_end(trainer, model)
     assert pruning.levels_done == 1 and pruning._initial is not None and pruning.pruned is not None
-    kept = sum(int(m.sum()) for _, _, m in model.net.masked_parameters(bias=False))
-    assert kept == round(0.1 * sum(m.numel() for _, _, m in model.net.masked_parameters(bias=False)))
+    kept = sum(int(m.sum()) for _, _, m in model.run.net.masked_parameters(bias=False))
+    assert kept == round(0.1 * sum(m.numel() for _, _, m in model.run.net.masked_parameters(bias=False)))
     pruning.on_fit_end(trainer, model)  # a second call (fit ended again) does not prune again
     assert len(pruning.events) == 1
 
 
 def test_ticket_density_counts_biases_only_when_they_are_prunable():
     model, _ = tiny("circle", depth=4)
-    wm, bm = model.ticket.weight_masks(), model.ticket.bias_masks()
+    wm, bm = model.run.ticket.weight_masks(), model.run.ticket.bias_masks()
     by_hand = sum(float(m.sum()) for m in wm) / sum(m.numel() for m in wm)
     with_bias = (sum(float(m.sum()) for m in wm + bm)) / sum(m.numel() for m in wm + bm)
     assert by_hand != pytest.approx(with_bias)
-    assert Pruning(sparsity=-1).ticket_density(model) == pytest.approx(by_hand)
-    assert Pruning(sparsity=-1, prune_bias=True).ticket_density(model) == pytest.approx(with_bias)
-    assert Pruning(sparsity=-1, prune_bias=True).target_density(model) == pytest.approx(with_bias)
+    assert Pruning(sparsity=-1).ticket_density(model.run) == pytest.approx(by_hand)
+    assert Pruning(sparsity=-1, prune_bias=True).ticket_density(model.run) == pytest.approx(with_bias)
+    assert Pruning(sparsity=-1, prune_bias=True).target_density(model.run) == pytest.approx(with_bias)
 
 
 class FitLoop:
@@ -141,13 +141,13 @@ def test_setup_checks_the_model_and_the_target_before_any_training():
         Pruning(pruner="mag", sparsity=0.05).setup(SetupTrainer(), model, stage="fit")
 
     class OnlyNet(torch.nn.Module):
-        net = model.net
+        net = model.run.net
 
     class OnlyTicket(torch.nn.Module):
-        ticket = model.ticket
+        ticket = model.run.ticket
 
     for wrong in (OnlyNet(), OnlyTicket(), torch.nn.Linear(2, 2)):
-        with pytest.raises(UsageError, match="^the Pruning callback needs a plantnseek.PlantedMLP model$"):
+        with pytest.raises(UsageError, match="^the Pruning callback needs a plantnseek.PlantedMLP model, not (OnlyNet|OnlyTicket|Linear)$"):
             Pruning(pruner="mag").setup(SetupTrainer(), wrong, stage="fit")
 
 

@@ -5,9 +5,9 @@ import torch
 
 from helpers import tiny
 from plantnseek.callbacks import Pruning
-from plantnseek.callbacks.edgepopup import EdgePopup
-from plantnseek.callbacks.scorers import Mag
-from plantnseek.errors import UsageError
+from plantnseek.core.edgepopup import EdgePopup
+from plantnseek.core.scorers import Mag
+from plantnseek.core.errors import UsageError
 
 
 class MyMag(Mag):
@@ -20,8 +20,8 @@ def test_config_lists_every_setting_that_changes_the_numbers():
                       reinitialize=True, prune_train_mode=True, rewind=False)
     assert pruning.config() == {
         "pruner": "snip", "sparsity": None, "compression": 1.5, "levels": 2, "pre_epochs": 3, "post_epochs": 4,
-        "prune_epochs": 5, "schedule": "linear", "scope": "local", "prune_bias": True, "invert": True,
-        "shuffle": True, "reinitialize": True, "prune_train_mode": True, "rewind": False,
+        "prune_epochs": 5, "schedule": "linear", "scope": "local", "budget": "uniform", "prune_bias": True, "invert": True,
+        "shuffle": True, "reinitialize": True, "prune_train_mode": True, "rewind": False, "rewind_epoch": 0, "lr_rewind": False,
     }
 
 
@@ -46,7 +46,7 @@ def test_a_resume_under_other_settings_is_refused_and_an_evaluation_is_not():
     model, dm = tiny("circle", depth=4)
     made = Pruning(pruner="mag", sparsity=0.2, levels=2)
     made.remember_initial(model)
-    made.prune_level(model, 0, dm)
+    made.prune_level(model.run, 0, dm)
     made.levels_done, made.reset_pending = 1, True
     made.pruned = {"loss": 0.5, "accuracy": 0.75}
     state = made.state_dict()
@@ -93,7 +93,7 @@ def test_a_reset_pending_at_resume_is_done_before_training_goes_on():
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01) and opt.state[p]["step"] == 1
     pruning = Pruning(pruner="mag", sparsity=0.2, levels=2, pre_epochs=1)
-    pruning.density = pruning.target_density(model)
+    pruning.density = pruning.target_density(model.run)
     pruning.remember_initial(model)
     pruning._initial_optim, pruning._initial_sched = [fresh_opt], [fresh_sched]
     pruning.levels_done, pruning.reset_pending = 1, True
@@ -107,7 +107,7 @@ def test_a_fresh_callback_has_an_empty_state_that_round_trips():
     state = Pruning(pruner="mag", sparsity=0.2).state_dict()
     assert {k: v for k, v in state.items() if k != "config"} == {
         "levels_done": 0, "reset_pending": False, "events": [], "initial": None, "initial_optim": None,
-        "initial_sched": None, "last_scores": {}, "score_log": [], "pruned": None, "pruned_spread": None}
+        "initial_sched": None, "rewind_taken_at": 0, "last_scores": {}, "score_log": [], "pruned": None, "pruned_spread": None}
     restored = Pruning(pruner="mag", sparsity=0.2)
     restored.load_state_dict(state)
     assert restored.state_dict() == state

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from plantnseek.callbacks import ScoringContext
-from plantnseek.callbacks.scorers import SCORERS
+from plantnseek.core.pruners import SCORERS
 from plantnseek.data import PlantedDataModule
 from plantnseek.module import PlantedMLP
 
@@ -27,7 +27,7 @@ def test_fixtures_are_from_the_pinned_reference_commit_and_our_current_network()
     assert str(SCORES["reference_commit"]) == "da69ccf"
     for cfg in INPUTS.values():
         model = PlantedMLP(dataset=cfg["dataset"], depth=cfg["depth"], width=cfg["width"], seed=cfg["seed"])
-        for layer, w, b in zip(model.net.layers, cfg["weights"], cfg["biases"]):
+        for layer, w, b in zip(model.run.net.layers, cfg["weights"], cfg["biases"]):
             assert torch.equal(layer.weight, w) and torch.equal(layer.bias, b)
         dm = PlantedDataModule(dataset=cfg["dataset"], seed=cfg["seed"], prune_batch_size=16)
         batches = list(dm.prune_dataloader())
@@ -42,9 +42,9 @@ def test_scores_agree_with_the_reference_program(config, pruner, bias):
     cfg = INPUTS[config]
     model = PlantedMLP(dataset=cfg["dataset"], depth=cfg["depth"], width=cfg["width"], seed=cfg["seed"])
     model.eval()
-    params = list(model.net.masked_parameters(bias=bias))
-    ctx = ScoringContext(net=model.net, names=[n for n, _, _ in params], params=[p for _, p, _ in params],
-                         masks=[m for _, _, m in params], batches=cfg["batches"], loss=model.loss,
+    params = list(model.run.net.masked_parameters(bias=bias))
+    ctx = ScoringContext(net=model.run.net, names=[n for n, _, _ in params], params=[p for _, p, _ in params],
+                         masks=[m for _, _, m in params], batches=cfg["batches"], loss=model.run.loss,
                          generator=torch.Generator(), ticket_masks=[])
     ours = SCORERS[pruner]().score(ctx)
     theirs = [torch.as_tensor(SCORES[f"{config}/{pruner}/{'bias' if bias else 'nobias'}/{i}"]).double()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from bad_tasks import Good
 
-from plantnseek.cli import main
+from plantnseek.cli.entry import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--data.n_samples", "600", "--data.prune_dataset_ratio", "5", "--model.depth", "4", "--model.width", "20",
@@ -75,9 +75,10 @@ def test_sweep_refuses_trainer_settings_before_writing(in_tmp, capfd):
 INTERRUPT_AFTER_SUMMARY = textwrap.dedent("""
     import os, signal, sys
     import pytorch_lightning as pl
-    from plantnseek import figures, lightning_cli
+    from plantnseek.core import figures
+    from plantnseek.cli import lightning_cli
     from plantnseek.callbacks.summary import RunSummary
-    from plantnseek.cli import main
+    from plantnseek.cli.entry import main
 
     class CtrlC(pl.Callback):
         def on_fit_end(self, trainer, pl_module):

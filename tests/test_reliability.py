@@ -9,15 +9,15 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from helpers import run_dirs, tiny
 from plantnseek.callbacks import SCORERS, Pruning, RunSummary
-from plantnseek.cli import main
-from plantnseek.lightning_cli import run_cli
+from plantnseek.cli.entry import main
+from plantnseek.cli.lightning_cli import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
 
 
 def masks_of(model):
-    return [m.clone() for _, _, m in model.net.masked_parameters(bias=True)]
+    return [m.clone() for _, _, m in model.run.net.masked_parameters(bias=True)]
 
 
 def run_fit(dataset, pruner, seed, root, levels=1, pre=0, post=1, callbacks=(), ckpt_path=None, every=None):
@@ -38,9 +38,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers(pruner, tmp_path):
     b, pb, _ = run_fit("circle", pruner, 5, str(tmp_path / "b"))
     c, _, _ = run_fit("circle", pruner, 6, str(tmp_path / "c"))
     assert all(torch.equal(x, y) for x, y in zip(masks_of(a), masks_of(b)))
-    assert a.history == b.history and pa.events == pb.events
+    assert a.run.history == b.run.history and pa.events == pb.events
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    assert a.history != c.history
+    assert a.run.history != c.run.history
 
 
 def test_fit_and_main_give_identical_results(in_tmp):
@@ -82,9 +82,9 @@ def test_test_from_checkpoint_reproduces_the_final_metric(in_tmp):
         assert bool((w[m == 0] == 0).all())  # pruned weights are stored as zeros
         assert f"tickets.0.weight_{i}" in state
     assert sum(int((state[f"tickets.0.weight_{i}"] != 0).sum()) for i in range(4)) == 108
-    for name, buf in cli.model.ticket.state_dict().items():  # the ticket comes back with the model
+    for name, buf in cli.model.run.ticket.state_dict().items():  # the ticket comes back with the model
         assert torch.equal(buf, state[f"tickets.0.{name}"])
-    assert cli.model.ticket.counts() == (108, 2 * 20 + 20 * 20 + 20 * 20 + 20 * 4)
+    assert cli.model.run.ticket.counts() == (108, 2 * 20 + 20 * 20 + 20 * 20 + 20 * 4)
 
 
 def test_checkpoint_of_another_network_is_refused(in_tmp, capsys):
@@ -132,7 +132,7 @@ def test_resume_after_interrupt_matches_uninterrupted(where, tmp_path):
     resumed, resumed_pruning, _ = run_fit("circle", "snip", 3, root, ckpt_path=last, every=every, **kw)
     assert all(torch.equal(x, y) for x, y in zip(masks_of(full), masks_of(resumed)))
     assert [e["kept"] for e in full_pruning.events] == [e["kept"] for e in resumed_pruning.events]
-    assert full.history == resumed.history  # the whole history survives the interruption
+    assert full.run.history == resumed.run.history  # the whole history survives the interruption
     for (k, x), y in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(x, y), k
 

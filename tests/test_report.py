@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plantnseek.cli import main
-from plantnseek.report import bootstrap
+from plantnseek.cli.entry import main
+from plantnseek.sweep.report import bootstrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

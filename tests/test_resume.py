@@ -7,7 +7,7 @@ import pytest
 
 from helpers import versions
 
-from plantnseek.cli import main
+from plantnseek.cli.entry import main
 
 TINY = """
 seed_everything: 3
@@ -146,7 +146,7 @@ def test_programmatic_resume_under_other_pruning_settings_is_refused(tmp_path):
 
     from helpers import tiny
     from plantnseek.callbacks import Pruning
-    from plantnseek.errors import UsageError
+    from plantnseek.core.errors import UsageError
 
     def trainer(pruning):
         return pl.Trainer(accelerator="cpu", default_root_dir=str(tmp_path), logger=False, enable_progress_bar=False,

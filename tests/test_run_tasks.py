@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from helpers import versions, fit, make_pruning, read_summary
-from plantnseek.cli import main
+from plantnseek.cli.entry import main
 from plantnseek.data import PlantedDataModule
-from plantnseek.errors import UsageError
+from plantnseek.core.errors import UsageError
 from plantnseek.module import PlantedMLP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,11 +68,11 @@ def test_ticket_metric_equals_the_source_network_on_the_same_inputs(task, noise,
         out = source(x.double())
     if task == "circle":
         expected = float((out.argmax(dim=1) == y).double().mean())
-        assert derived.ticket_metric(x, y) == expected
+        assert derived.run.ticket_metric(x, y) == expected
         assert (expected == 1.0) == (noise == 0.0)  # noise moves labels to the runner-up class
     else:
         expected = float(((out - y.double()) ** 2).mean())
-        assert derived.ticket_metric(x, y) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+        assert derived.run.ticket_metric(x, y) == pytest.approx(expected, rel=1e-6, abs=1e-12)
         assert expected < 1e-12 if noise == 0 else expected == pytest.approx(noise**2, rel=0.3)
 
 
@@ -85,7 +85,7 @@ def test_ticket_oracle_keeps_exactly_a_run_ticket(task, sources, in_tmp):
     s = read_summary(trainer)
     assert s["recovery"]["recall"] == 1.0 and s["recovery"]["precision"] == 1.0 and s["dataset"] == dataset
     assert s["param_kept"] == sum(int((w != 0).sum()) + int((b != 0).sum()) for w, b in final_masked(sources[task]))
-    for layer, wt, bt in zip(model.net.layers, model.ticket.weight_masks(), model.ticket.bias_masks()):
+    for layer, wt, bt in zip(model.run.net.layers, model.run.ticket.weight_masks(), model.run.ticket.bias_masks()):
         assert torch.equal(layer.weight_mask.bool(), wt) and torch.equal(layer.bias_mask.bool(), bt)
     # a checkpoint of this run refuses a network planted with another ticket (here: another seed)
     (ckpt,) = [os.path.join(d, f) for d, _, fs in os.walk(in_tmp) for f in fs if f.endswith(".ckpt")]
@@ -140,7 +140,7 @@ grid:
 
 def test_summary_records_which_ticket_a_run_task_was(sources, in_tmp):
     """The fingerprint is the hash of the source's compacted kept weights, so a changed source is visible."""
-    from plantnseek.runtask import compact, fingerprint
+    from plantnseek.core.runtask import compact, fingerprint
 
     dataset = f"run:{sources['relu']}"
     trainer = fit(PlantedMLP(dataset=dataset, depth=4, width=10), PlantedDataModule(dataset=dataset, **TINY_DATA))

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from plantnseek.callbacks import SCORERS, ScoringContext
-from plantnseek.callbacks.scorers import SNIP, GraSP, Mag, Rand, SynFlow, Ticket
-from plantnseek.layers import MaskedMLP
+from plantnseek.core.scorers import SNIP, GraSP, Mag, Rand, SynFlow, Ticket
+from plantnseek.core.layers import MaskedMLP
 
 
 def tiny_net(widths, seed=0, bias_scale=0.3):
@@ -75,7 +75,7 @@ def test_ticket_scores_are_the_ticket_masks():
 
 
 def test_data_use_flags():
-    assert {n for n, cls in SCORERS.items() if cls.uses_data} == {"snip", "grasp"}
+    assert {n for n, cls in SCORERS.items() if cls.uses_data} == {"snip", "grasp", "itersnip", "force", "prospr"}
 
 
 # -- SynFlow -------------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ import torch
 
 from plantnseek.callbacks import Pruning, RunSummary
 from plantnseek.data import PlantedDataModule
-from plantnseek.metrics import RescaledMSE
+from plantnseek.core.metrics import RescaledMSE
 from plantnseek.module import PlantedMLP
-from plantnseek.stacked import fit_stacked
+from plantnseek.trainer import fit_stacked
 
 
 def parts(dataset, pruner, sparsity, seed, **pruning):
@@ -40,7 +40,7 @@ def test_stacked_runs_equal_individual_runs(dataset, schedule, tmp_path):
                        seed=[r[2] for r in runs], optimizer=optimizer)
     got = fit_stacked(stack, dms, prunings)
     for (want, want_model), have, have_model in zip(expected, got, stack.runs):
-        for a, b in zip(want_model.net.masked_parameters(), have_model.net.masked_parameters()):
+        for a, b in zip(want_model.run.net.masked_parameters(), have_model.net.masked_parameters()):
             assert torch.equal(a[2], b[2]), a[0]  # identical masks
             torch.testing.assert_close(a[1], b[1], rtol=1e-3, atol=1e-4)  # weights
         assert want["param_kept"] == have["param_kept"] and want["recovery"] == have["recovery"]
@@ -62,7 +62,7 @@ def test_stacked_forward_is_each_run_forward():
     out = stack(x)
     for r, single in enumerate(singles):
         h = x[r]
-        for l, layer in enumerate(single.net.layers):
+        for l, layer in enumerate(single.run.net.layers):
             mask = torch.ones_like(layer.weight)
             if l == 1:
                 mask[r::2] = 0

@@ -13,10 +13,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from helpers import MIN_W, fit, read_summary, tiny
 from plantnseek.callbacks import Pruning, RunSummary
 from plantnseek.callbacks.summary import result_line
-from plantnseek.cli import main
-from plantnseek.planted import plant_network
+from plantnseek.cli.entry import main
+from plantnseek.core.planted import plant_network
 from plantnseek.module import PlantedMLP
-from plantnseek.stacked import fit_stacked
+from plantnseek.trainer import fit_stacked
 
 
 def by_hand(model, dm):
@@ -25,7 +25,7 @@ def by_hand(model, dm):
     planted = plant_network(hp.dataset, hp.depth, hp.width, hp.seed)
     x, y = (t.numpy().astype(np.float64) for t in dm.split("test"))
     h = x
-    for i, ((w, b), layer) in enumerate(zip(planted.layers, model.net.layers)):
+    for i, ((w, b), layer) in enumerate(zip(planted.layers, model.run.net.layers)):
         h = h @ (w * layer.weight_mask.numpy()).T + b * layer.bias_mask.numpy()
         if i < len(planted.layers) - 1:
             h = np.maximum(h, 0)

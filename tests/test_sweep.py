@@ -4,8 +4,8 @@ import os
 import pytest
 from PIL import Image
 
-from plantnseek.cli import main
-from plantnseek.sweep import expand, load_config
+from plantnseek.cli.entry import main
+from plantnseek.sweep.command import expand, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs/sweeps/smoke.yaml")

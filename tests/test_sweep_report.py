@@ -1,7 +1,7 @@
 """What a sweep prints: the closing table (values by hand) and plain progress lines when piped."""
 import io
 
-from plantnseek.sweep_report import Progress, summary_table
+from plantnseek.sweep.progress import Progress, summary_table
 
 
 def row(task, pruner, density, final, recall, collapsed=False, pruned=None, status="completed", dead=(False, False)):

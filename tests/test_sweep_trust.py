@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from plantnseek import sweep_exec
-from plantnseek.cli import main
-from plantnseek.sweep import expand, load_config, result_row
-from plantnseek.sweep_store import OutLock
+from plantnseek.sweep import execute as sweep_exec
+from plantnseek.cli.entry import main
+from plantnseek.sweep.command import expand, load_config, result_row
+from plantnseek.sweep.store import OutLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -112,7 +112,7 @@ CRASH = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {tests!r})
     from plantnseek.callbacks import pictures
-    from plantnseek.cli import main
+    from plantnseek.cli.entry import main
     real, calls = pictures.draw_run_pictures, []
 
     def crash_on_second(*args, **kwargs):
@@ -159,24 +159,37 @@ def test_a_run_killed_between_its_artifacts_is_not_complete_and_is_redone(max_st
 
 
 def test_summary_writing_is_atomic(tmp_path, monkeypatch):
-    from plantnseek.callbacks import summary
+    from plantnseek.core import files
 
-    summary.write_summary(str(tmp_path), {"status": "completed", "value": 1})
+    files.write_summary(str(tmp_path), {"status": "completed", "value": 1})
+    real_write = files.open if hasattr(files, "open") else open
 
-    def broken_dump(obj, f, **kwargs):
-        f.write('{"status": "comp')
-        raise OSError("disk full")
+    class Torn:
+        """A file whose write stops half-way, as on a full disk."""
 
-    monkeypatch.setattr(summary.json, "dump", broken_dump)
+        def __init__(self, *args, **kwargs):
+            self.f = real_write(*args, **kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[: len(text) // 2])
+            raise OSError("disk full")
+
+    monkeypatch.setattr(files, "open", Torn, raising=False)
     with pytest.raises(OSError):
-        summary.write_summary(str(tmp_path), {"status": "failed"})
+        files.write_summary(str(tmp_path), {"status": "failed"})
     with open(tmp_path / "summary.json") as f:
         assert json.load(f) == {"status": "completed", "value": 1}
 
 
 HOLDER = textwrap.dedent("""
     import sys
-    from plantnseek.sweep_store import OutLock
+    from plantnseek.sweep.store import OutLock
     with OutLock(sys.argv[1], ["--config", "other.yaml"]):
         print("locked", flush=True)
         sys.stdin.read()  # hold the lock until the test closes our stdin
@@ -236,7 +249,7 @@ def test_bad_values_anywhere_in_the_grid_fail_up_front(text, flags, message, tmp
 
 
 def test_bounded_runs_are_accepted():
-    from plantnseek.sweep_check import check_bounded
+    from plantnseek.sweep.check import check_bounded
 
     check_bounded({}, dense=True)
     check_bounded({"max_epochs": -1, "max_steps": 5}, dense=True)  # the step count bounds it
@@ -281,7 +294,7 @@ def test_workers_are_capped_by_cores_and_memory(monkeypatch):
 
 PARENT = textwrap.dedent("""
     import multiprocessing as mp, os, sys
-    from plantnseek.sweep_workers import worker_init
+    from plantnseek.sweep.workers import worker_init
     if __name__ == "__main__":
         pool = mp.get_context("spawn").Pool(1, initializer=worker_init, initargs=(os.getpid(),))
         print(pool.apply(os.getpid), flush=True)
@@ -348,7 +361,7 @@ def test_ctrl_c_stops_the_parallel_workers(in_tmp, tmp_path, scorer):
     args = ["sweep", "--config", write_config(tmp_path / "tiny.yaml"), "--out", "sw", "--workers", "2",
             "--max-stack", "1", "--grid", f"pruner=sweep_scorers.{scorer}", "--grid", "seed=1,2"]
     env = {**os.environ, "PLANTNSEEK_TEST_PIDS": str(pids), "PYTHONPATH": TESTS}
-    proc = subprocess.run([sys.executable, "-m", "plantnseek.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "plantnseek.cli.entry", *args], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("plantnseek: interrupted: 0/2 runs completed and kept in sw")

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from plantnseek.errors import UsageError
+from plantnseek.core.errors import UsageError
 from plantnseek.module import PlantedMLP
-from plantnseek.planted import plant_network
-from plantnseek.planting import ticket_forward
-from plantnseek.registry import get_task
-from plantnseek.tickets import BUILTIN_TASKS, min_width
+from plantnseek.core.planted import plant_network
+from plantnseek.core.planting import ticket_forward
+from plantnseek.core.registry import get_task
+from plantnseek.core.tickets import BUILTIN_TASKS, min_width
 
 
 def build_ticket(dataset, depth):
@@ -22,8 +22,8 @@ def build_ticket(dataset, depth):
 ])
 def test_ticket_sparsity_matches_reference(dataset, depth, width, nonzero, total):
     model = PlantedMLP(dataset=dataset, depth=depth, width=width)
-    assert model.ticket.counts() == (nonzero, total)
-    assert model.ticket.sparsity == pytest.approx(nonzero / total, abs=0)
+    assert model.run.ticket.counts() == (nonzero, total)
+    assert model.run.ticket.sparsity == pytest.approx(nonzero / total, abs=0)
 
 
 # Counts at other depths, checked once against the reference's constructions (depth 3, 4, >5 differ).
@@ -83,12 +83,12 @@ def test_ticket_metric_reaches_reference_figures():
     for dataset, (lo, hi) in expect.items():
         model = PlantedMLP(dataset=dataset, depth=5, width=50)
         x, y = PlantedDataModule(dataset=dataset).split("test")
-        assert lo <= model.ticket_metric(x, y) <= hi, dataset
+        assert lo <= model.run.ticket_metric(x, y) <= hi, dataset
 
 
 def test_module_weights_carry_the_planted_network():
     model = PlantedMLP(dataset="helix", depth=5, width=40, seed=7)
     net = plant_network("helix", 5, 40, 7)
-    for layer, (w, b) in zip(model.net.layers, net.layers):
+    for layer, (w, b) in zip(model.run.net.layers, net.layers):
         torch.testing.assert_close(layer.weight, torch.as_tensor(w, dtype=torch.float32))
         torch.testing.assert_close(layer.bias, torch.as_tensor(b, dtype=torch.float32))

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plantnseek.data import PlantedDataModule, StackedData
-from plantnseek.sampling import TensorBatches
+from plantnseek.data import PlantedDataModule, PerRunData
+from plantnseek.core.sampling import TensorBatches
 from plantnseek.module import PlantedMLP
 
 SEEDS = (3, 4)
@@ -62,7 +62,7 @@ def test_stacked_training_equals_a_plain_masked_loop(tmp_path, prune_first, path
     trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          default_root_dir=str(tmp_path))
-    trainer.fit(model, datamodule=StackedData(dms))
+    trainer.fit(model, datamodule=PerRunData(dms))
     assert model.engine == path
     for r, (ws, bs) in enumerate(expected):
         for l in range(3):

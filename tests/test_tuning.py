@@ -25,7 +25,7 @@ def test_torch_compile_works_in_a_command_and_on_the_model_under_fit(tmp_path):
     out = run_python(f"""
 import importlib.util, json, sys
 import torch
-from plantnseek.cli import main
+from plantnseek.cli.entry import main
 code = main('main --dataset circle --pruner synflow --sparsity 0.1 --pre-epochs 1 --post-epochs 1 --depth 4 '
             '--width 20 --optimizer rms --result-dir {tmp_path} --exp-suffix x'.split())
 spec = importlib.util.find_spec("torch._dynamo") is not None
@@ -48,7 +48,7 @@ print(json.dumps({{"code": code, "spec": spec, "fn": compiled_fn, "steps": train
 def test_one_thread_unless_the_user_sets_omp_num_threads(env, chosen, threads):
     out = run_python("""
 import json
-from plantnseek.tuning import one_thread_by_default
+from plantnseek.core.tuning import one_thread_by_default
 chosen = one_thread_by_default()
 import torch
 print(json.dumps({"chosen": chosen, "threads": torch.get_num_threads()}))

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from helpers import versions, fit, make_pruning, read_summary
-from plantnseek.cli import main
+from plantnseek.cli.entry import main
 from plantnseek.data import PlantedDataModule
-from plantnseek.errors import UsageError
+from plantnseek.core.errors import UsageError
 from plantnseek.module import PlantedMLP
-from plantnseek.registry import get_task
+from plantnseek.core.registry import get_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_DATA = {"n_samples": 600, "prune_dataset_ratio": 5, "train_batch_size": 64, "batches_per_step": 2}
@@ -98,13 +98,12 @@ def test_ticket_oracle_keeps_exactly_a_user_ticket(dataset, in_tmp):
     trainer = fit(model, dm, make_pruning(pruner="ticket", sparsity=-1, prune_bias=True, post_epochs=1))
     s = read_summary(trainer)
     assert s["recovery"]["recall"] == 1.0 and s["recovery"]["precision"] == 1.0 and s["status"] == "completed"
-    for layer, wt, bt in zip(model.net.layers, model.ticket.weight_masks(), model.ticket.bias_masks()):
+    for layer, wt, bt in zip(model.run.net.layers, model.run.ticket.weight_masks(), model.run.ticket.bias_masks()):
         assert torch.equal(layer.weight_mask.bool(), wt) and torch.equal(layer.bias_mask.bool(), bt)
 
 
 def test_generic_task_picture(tmp_path):
-    from plantnseek import figures
-
+    from plantnseek.core import figures
     for dataset in ("bad_tasks.Good", "bad_tasks.TwoClasses"):
         model = PlantedMLP(dataset=dataset, depth=4, width=8)
         x, y = PlantedDataModule(dataset=dataset, **TINY_DATA).split("test")

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from plantnseek.errors import MAX_SEED, UsageError, check_number, check_seed
+from plantnseek.core.errors import MAX_SEED, UsageError, check_number, check_seed
 from plantnseek.module import validate_model_args
 
 GOOD = dict(depth=4, width=20, seed=1, optimizer="adam", lr=1e-3, weight_decay=0.0, lr_drops=[2, 5],
