@@ -79,6 +79,9 @@ grid:
     ("grid: {trainer.max_epoch: [2]}", "unknown trainer key 'max_epoch'"),
     ("base: {model: {widht: 3}}\ngrid: {seed: [1]}", "unknown model key 'widht'"),
     ("grid: [unclosed", "not valid YAML"),
+    ("grid: [{seed: [1]}, 3]", "or a list of such mappings"),
+    ("grid: []", "or a list of such mappings"),
+    ("grid: [{seed: [1]}, {pruner: [mag], pruning.pruner: [rand]}]", "sets the same setting as"),
 ])
 def test_bad_sweep_configs(text, message, tmp_path, in_tmp, capsys):
     path = tmp_path / "bad.yaml"
@@ -113,3 +116,46 @@ def test_submitit_missing_is_a_clear_error(in_tmp, capsys, monkeypatch):
     assert main(["sweep", "--config", SMOKE, "--executor", "submitit", "--out", "s"]) == 2
     assert "pip install" in capsys.readouterr().err
     assert not (in_tmp / "s").exists()
+
+
+def test_a_list_of_grids_runs_their_union_each_run_named_by_every_axis(tmp_path):
+    path = tmp_path / "union.yaml"
+    path.write_text("""
+base: {pruning: {post_epochs: 1, pre_epochs: 0}}
+grid:
+  - {pruner: [mag, rand], sparsity: [0.5]}
+  - {pruner: [mag], sparsity: [0.5, 0.2], pruning.budget: [erk]}
+  - {pruner: [mag], sparsity: [0.5], pruning.budget: [global]}
+""")
+    specs = expand(load_config(str(path)), {"seed": [1, 2]})
+    # part 1: 2 x 2 seeds; part 2: 2 x 2; part 3 repeats part 1's mag runs (budget global is the default
+    # of scope global, but given explicitly it is another resolved config, so it is its own run)
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names)) == 4 + 4 + 2
+    for s in specs:
+        assert list(s.values) == ["pruner", "sparsity", "seed", "pruning.budget"]  # in the order first given
+    first = [s for s in specs if s.pruning.get("budget") is None]
+    assert {s.values["pruning.budget"] for s in first} == {None}  # the constructor's default (scope decides)
+    assert {s.values["pruning.budget"] for s in specs} == {None, "erk", "global"}
+    assert {s.name for s in specs if s.values["pruning.budget"] == "erk"} == {
+        f"mag/{d}/seed{n}/pruning.budget=erk" for d in (0.5, 0.2) for n in (1, 2)}
+
+
+def test_a_run_two_parts_of_a_union_share_runs_once(tmp_path):
+    path = tmp_path / "union.yaml"
+    path.write_text("grid:\n  - {pruner: [mag, rand], seed: [1]}\n  - {pruner: [mag], seed: [1, 2]}\n")
+    assert sorted(s.name for s in expand(load_config(str(path)))) == ["mag/seed1", "mag/seed2", "rand/seed1"]
+    path.write_text("grid: {pruner: [mag, mag]}\n")  # within one grid a repeat is a typo: refused
+    with pytest.raises(Exception, match="share the run folder"):
+        expand(load_config(str(path)))
+
+
+def test_the_methods_config_compares_every_new_method_budget_and_rewinding():
+    specs = expand(load_config(os.path.join(ROOT, "configs/sweeps/methods.yaml")), {"seed": [1]})
+    pruners = {s.pruning["pruner"] for s in specs}
+    assert pruners == {"rand", "mag", "snip", "grasp", "synflow", "itersnip", "force", "prospr", "phew"}
+    assert {s.values["pruning.budget"] for s in specs} == {"global", "uniform", "erk", "balanced", "pyramidal"}
+    imp = [s for s in specs if s.pruning.get("levels") == 10]
+    assert {(s.values["pruning.rewind_epoch"], s.values["pruning.lr_rewind"]) for s in imp} == {
+        (0, False), (2, False), (0, True), (2, True)}
+    assert len(specs) == 3 * 5 * (9 + 3 * 4 + 4)

@@ -63,11 +63,17 @@ class RunSpec:
 
     @property
     def values(self) -> dict[str, Any]:
-        """Each axis's setting in this run, as written in a grid (``sparsity: ticket`` for -1)."""
+        """Each axis's setting in this run, as written in a grid (``sparsity: ticket`` for -1); an axis of
+        another part of a union grid reads the setting this run has (its default where not given)."""
         found = {}
         for axis in self.axes:
             section, key = axis_target(axis)
-            value = self.seed if section == "seed" else (getattr(self, section) or {}).get(key)
+            if section == "seed":
+                value = self.seed
+            elif section == "trainer" or key in (getattr(self, section) or {}) or getattr(self, section) is None:
+                value = (getattr(self, section) or {}).get(key)
+            else:
+                value = dict(defaults(section)).get(key)
             found[axis] = "ticket" if axis == "sparsity" and value == -1 else value
         return found
 
@@ -130,8 +136,10 @@ def load_config(path: str) -> dict[str, Any]:
     for key in ("pictures", "stack"):
         if key in config and not isinstance(config[key], bool):
             raise UsageError(f"{key} {config[key]!r} is invalid; allowed: true or false (unquoted YAML booleans)")
-    if not isinstance(config["grid"], dict):
-        raise UsageError("the sweep's 'grid' must be a mapping of axes to lists of values")
+    grids = config["grid"] if isinstance(config["grid"], list) else [config["grid"]]
+    if not grids or not all(isinstance(g, dict) for g in grids):
+        raise UsageError("the sweep's 'grid' must be a mapping of axes to lists of values, or a list of such "
+                         "mappings (the sweep runs their union)")
     return config
 
 
@@ -239,27 +247,52 @@ def check_one_value(grid: dict[str, list[Any]], overrides: dict[str, list[Any]])
 
 
 def grid_points(config: dict[str, Any], overrides: dict[str, list[Any]] | None = None) -> list[RunSpec]:
-    """Every combination of the grid axes as a RunSpec (keys checked; values by :mod:`plantnseek.sweep.check`)."""
-    grid = dict(config.get("grid") or {})
-    grid.update(overrides or {})
+    """Every combination of the grid axes as a RunSpec (keys checked; values by :mod:`plantnseek.sweep.check`).
+
+    ``grid`` may be a list of grids: the sweep is their union (e.g. singleshot pruners and an iterative
+    schedule in one comparison). Every run then has every part's axes, read from its own settings; a run
+    two parts share is run once; ``--grid`` overrides apply to each part.
+    """
+    grids = config.get("grid") or {}
+    grids = grids if isinstance(grids, list) else [grids]
+    axes = tuple(dict.fromkeys(a for g in grids for a in [*dict(g or {}), *(overrides or {})]))
+    specs: list[RunSpec] = []
+    names: dict[str, tuple[int, RunSpec]] = {}
+    sources = Sources()
+    for part, grid in enumerate(grids):
+        for spec in _points(config, dict(grid or {}), overrides or {}, axes, sources):
+            if spec.name in names:
+                first_part, first = names[spec.name]
+                if first_part != part and first.identity["hash"] == spec.identity["hash"]:
+                    continue  # the same run in two parts of a union grid: once
+                # two points in one folder would overwrite each other's results
+                raise UsageError(f"two grid points share the run folder {spec.name!r}; give each axis distinct values")
+            names[spec.name] = (part, spec)
+            specs.append(spec)
+    return specs
+
+
+def _points(config: dict[str, Any], grid: dict[str, list[Any]], overrides: dict[str, list[Any]],
+            axes: tuple[str, ...], sources: Sources) -> list[RunSpec]:
+    """The runs of one grid (one part of a union grid), named by all the union's ``axes``."""
+    grid.update(overrides)
     if not grid:
         raise UsageError("the sweep grid has no axes")
     for axis, values in grid.items():
         axis_target(axis)
         if not isinstance(values, list) or not values:
             raise UsageError(f"axis {axis!r} is empty; give a non-empty list of values")
-    check_one_value(grid, overrides or {})
+    check_one_value(grid, overrides)
     base = base_run(config.get("base"))
     check_keys(base)
     for axis in grid:
         section, key = axis_target(axis)
         if key is not None:
             check_keys({section: {key: None}})
-    specs, names = [], set()
-    axes, sources = tuple(grid), Sources()
-    for combo in itertools.product(*(grid[a] for a in axes)):
+    specs = []
+    for combo in itertools.product(*grid.values()):
         run = copy.deepcopy(base)
-        for axis, value in zip(axes, combo):
+        for axis, value in zip(grid, combo):
             section, key = axis_target(axis)
             value = parse_value(axis, value)
             if section == "seed":
@@ -268,10 +301,6 @@ def grid_points(config: dict[str, Any], overrides: dict[str, list[Any]] | None =
                 if section == "pruning" and run["pruning"] is None:
                     run["pruning"] = {}
                 run[section][key] = value
-        spec = RunSpec(axes=axes, pictures=config.get("pictures", True), stack=config.get("stack", True),
-                       sources=sources, **run)
-        if spec.name in names:  # two points in one folder would overwrite each other's results
-            raise UsageError(f"two grid points share the run folder {spec.name!r}; give each axis distinct values")
-        names.add(spec.name)
-        specs.append(spec)
+        specs.append(RunSpec(axes=axes, pictures=config.get("pictures", True), stack=config.get("stack", True),
+                             sources=sources, **run))
     return specs
