@@ -21,7 +21,6 @@ strong-ticket metric (the network as pruned, before any further training), and w
 """
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, Iterable
 
 import pytorch_lightning as pl
@@ -29,14 +28,13 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
-from plantnseek.core.pruning_step import (STREAM_REINIT, STREAM_SCORE, STREAM_SHUFFLE, apply_masks, check_scores,
-                                               describe, event_metrics, make_scorer)
+from plantnseek.core.pruning_step import (STREAM_REINIT, STREAM_SCORE, STREAM_SHUFFLE, apply_masks, describe,
+                                         event_metrics, make_scorer, reinitialize, score_rounds, scoring_data)
 from plantnseek.callbacks.pruning_state import PruningState
-from plantnseek.core.scorers import Scorer, ScoringContext
+from plantnseek.core.scorers import Scorer
 from plantnseek.core.sampling import stream, torch_generator
 from plantnseek.core.errors import UsageError, check_number
-from plantnseek.core.masking import resolve_density, schedule_densities, shuffle_masks
-from plantnseek.core.planting import he_scaled_init
+from plantnseek.core.masking import resolve_density, shuffle_masks
 
 if TYPE_CHECKING:
     from plantnseek.core.run import Run
@@ -251,47 +249,11 @@ class Pruning(PruningState, Callback):
         """``pruned`` (test results) and ``pruned_spread`` (is it dead?) of ``run`` as pruning left it."""
         self.pruned, self.pruned_spread = run.evaluate(test), run.output_spread(test)
 
-    def _reset_if_pending(self, trainer: pl.Trainer) -> None:
-        """Reset optimizer and lr schedule at the start of the next epoch (after Lightning's lr step)."""
-        if not self.reset_pending:
-            return
-        for opt, state in zip(trainer.optimizers, self._initial_optim or []):
-            opt.load_state_dict(copy.deepcopy(state))
-        for cfg, state in zip(trainer.lr_scheduler_configs, self._initial_sched or []):
-            cfg.scheduler.load_state_dict(copy.deepcopy(state))
-        self.reset_pending = False
-
-    def remember_initial(self, pl_module: pl.LightningModule) -> None:
-        """The initial values of every run of the model (a single run is a stack of one)."""
-        self._initial = {k: v.detach().clone() for k, v in pl_module.stack.named_parameters()}
-
-    def remember_rewind_point(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """What a rewind restores: the weights, optimizer state and lr schedule as they are now (at fit start,
-        then, with ``rewind_epoch: k``, again at the start of epoch ``k``)."""
-        self.remember_initial(pl_module)
-        self._initial_optim = [copy.deepcopy(o.state_dict()) for o in trainer.optimizers]
-        self._initial_sched = [copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs]
-        self.rewind_taken_at = trainer.current_epoch
-
-    @torch.no_grad()
-    def rewind_weights(self, pl_module: pl.LightningModule) -> None:
-        """Every weight and bias of every run back to its value at the rewind point (pruned ones stay zero)."""
-        assert self._initial is not None, "remember_initial() was not called"
-        for name, p in pl_module.stack.named_parameters():
-            p.copy_(self._initial[name])
-        for run in pl_module.runs:
-            apply_masks(run)
-
     def reinitialize_model(self, pl_module: pl.LightningModule) -> None:
         self._reinitialize(self.run_of(pl_module))
 
-    @torch.no_grad()
     def _reinitialize(self, run: Run) -> None:
-        fresh = he_scaled_init(run.net.widths, stream(run.hparams.seed, STREAM_REINIT))
-        for layer, (w, b) in zip(run.net.layers, fresh):
-            layer.weight.copy_(torch.as_tensor(w))
-            layer.bias.copy_(torch.as_tensor(b))
-        apply_masks(run)
+        reinitialize(run, stream(run.hparams.seed, STREAM_REINIT))
 
     # -- one pruning step ------------------------------------------------------------------------------
     def level_density(self, level: int) -> float:
@@ -316,39 +278,13 @@ class Pruning(PruningState, Callback):
         ticket = {f"layers.{i}.weight": m for i, m in enumerate(run.ticket.weight_masks())}
         ticket.update({f"layers.{i}.bias": m for i, m in enumerate(run.ticket.bias_masks())})
         seed = run.hparams.seed
-        batches, train, batch_size = None, None, 64
-        if self.scorer.uses_train:
-            if datamodule is None or not hasattr(datamodule, "split"):
-                raise UsageError(f"pruner {self.scorer.name!r} trains on data: use a plantnseek.PlantedDataModule")
-            train, batch_size = datamodule.split("train"), int(datamodule.hparams.train_batch_size)
-        if self.scorer.uses_data:
-            if datamodule is None or not hasattr(datamodule, "prune_dataloader"):
-                raise UsageError(f"pruner {self.scorer.name!r} needs data: use a plantnseek.PlantedDataModule")
-            batches = datamodule.prune_dataloader()
+        batches, train, batch_size = scoring_data(self.scorer, datamodule)
         alive = [m.detach().clone() for _, _, m in params]  # before this step: shuffle stays inside it
-        was_training = run.net.training
-        run.net.train(self.prune_train_mode)
-        try:
-            for r, density in enumerate(schedule_densities(target, self.prune_epochs, self.schedule)):
-                ctx = ScoringContext(
-                    net=run.net, names=names, params=[p for _, p, _ in params],
-                    masks=[m for _, _, m in params], batches=batches if batches is not None else [],
-                    loss=run.loss, generator=torch_generator(seed, STREAM_SCORE, level, r),
-                    ticket_masks=[ticket[n] for n in names], train=train, batch_size=batch_size,
-                    density=density, budget=self.budget,
-                )
-                with torch.enable_grad():
-                    scores = self.scorer.score(ctx)
-                check_scores(self.scorer.name, scores, params)
-                if self.invert:
-                    scores = [-s for s in scores]
-                new = ctx.select(scores, ctx.masks, density)
-                with torch.no_grad():
-                    for (_, _, mask), m in zip(params, new):
-                        mask.copy_(m)
-                self.last_scores = {n: s.detach() for n, s in zip(names, scores)}
-        finally:
-            run.net.train(was_training)
+        self.last_scores = score_rounds(
+            run, self.scorer, params, [ticket[n] for n in names], target=target, rounds=self.prune_epochs,
+            schedule=self.schedule, budget=self.budget, invert=self.invert, train_mode=self.prune_train_mode,
+            generators=lambda r: torch_generator(seed, STREAM_SCORE, level, r), batches=batches, train=train,
+            batch_size=batch_size)
         if self.shuffle:
             gen = torch_generator(seed, STREAM_SHUFFLE, level)
             with torch.no_grad():

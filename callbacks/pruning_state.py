@@ -1,18 +1,22 @@
-"""What a pruning run's checkpoint carries, and the fingerprint that refuses a resume under other settings.
+"""What a pruning run keeps between levels and in its checkpoint, and the fingerprint that refuses a
+resume under other settings.
 
-:class:`PruningState` is the checkpoint half of :class:`~plantnseek.callbacks.Pruning`: its settings
-as one flat fingerprint (``config``), its progress (levels done, a pending optimizer reset, events,
-the initial weights and optimizer state to rewind to), and what the summary and pictures are drawn
-from (scores, masks, the after-pruning metrics). A fit resumes only under the settings it was made
-with; evaluating a checkpoint may use others.
+:class:`PruningState` is the state half of :class:`~plantnseek.callbacks.Pruning`: its settings as one
+flat fingerprint (``config``), its progress (levels done, a pending optimizer reset, events), the rewind
+point (weights, optimizer state and lr schedule at fit start, or at ``rewind_epoch``) and how a rewind
+restores it, and what the summary and pictures are drawn from (scores, masks, the after-pruning
+metrics). A fit resumes only under the settings it was made with; evaluating a checkpoint may use others.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from plantnseek.core.pruners import SCORERS
+from plantnseek.core.pruning_step import apply_masks
 
 
 class PruningState:
@@ -75,3 +79,35 @@ class PruningState:
         self.score_log = list(state_dict.get("score_log", []))
         self.pruned = state_dict.get("pruned")
         self.pruned_spread = state_dict.get("pruned_spread")
+
+    # -- the rewind point ------------------------------------------------------------------------------
+    def _reset_if_pending(self, trainer: pl.Trainer) -> None:
+        """Reset optimizer and lr schedule at the start of the next epoch (after Lightning's lr step)."""
+        if not self.reset_pending:
+            return
+        for opt, state in zip(trainer.optimizers, self._initial_optim or []):
+            opt.load_state_dict(copy.deepcopy(state))
+        for cfg, state in zip(trainer.lr_scheduler_configs, self._initial_sched or []):
+            cfg.scheduler.load_state_dict(copy.deepcopy(state))
+        self.reset_pending = False
+
+    def remember_initial(self, pl_module: pl.LightningModule) -> None:
+        """The initial values of every run of the model (a single run is a stack of one)."""
+        self._initial = {k: v.detach().clone() for k, v in pl_module.stack.named_parameters()}
+
+    def remember_rewind_point(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """What a rewind restores: the weights, optimizer state and lr schedule as they are now (at fit start,
+        then, with ``rewind_epoch: k``, again at the start of epoch ``k``)."""
+        self.remember_initial(pl_module)
+        self._initial_optim = [copy.deepcopy(o.state_dict()) for o in trainer.optimizers]
+        self._initial_sched = [copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs]
+        self.rewind_taken_at = trainer.current_epoch
+
+    @torch.no_grad()
+    def rewind_weights(self, pl_module: pl.LightningModule) -> None:
+        """Every weight and bias of every run back to its value at the rewind point (pruned ones stay zero)."""
+        assert self._initial is not None, "remember_initial() was not called"
+        for name, p in pl_module.stack.named_parameters():
+            p.copy_(self._initial[name])
+        for run in pl_module.runs:
+            apply_masks(run)

@@ -1,21 +1,23 @@
-"""The parts of one pruning step that do not depend on when it runs: the scorer, checks, masks, report.
+"""The parts of one pruning step that do not depend on when it runs: the scorer, its data, the scoring
+rounds, checks, masks, reinitialisation, report.
 
 :class:`~plantnseek.callbacks.Pruning` owns the schedule (levels, rewinding, checkpoints) and calls
-these for each step: build the scorer the user named, refuse scores that cannot rank, zero what the
-masks prune, and describe the result (kept fractions, ticket recovery) under TensorBoard's names.
+these for each step: build the scorer the user named, score and mask in rounds, refuse scores that
+cannot rank, zero what the masks prune, and describe the result (kept fractions, ticket recovery) under
+TensorBoard's names.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from plantnseek.core.pruners import SCORERS
-from plantnseek.core.scorers import Scorer
+from plantnseek.core.scorers import Scorer, ScoringContext
 from plantnseek.core.errors import RunFailure, UsageError
-from plantnseek.core.masking import recovery
+from plantnseek.core.masking import recovery, schedule_densities
 
 STREAM_SCORE, STREAM_SHUFFLE, STREAM_REINIT = 10, 11, 12
 
@@ -100,3 +102,62 @@ def event_metrics(event: dict[str, Any]) -> dict[str, float]:
         if "dead_units" in row:
             metrics[f"prune/dead_units/layers.{i}"] = row["dead_units"]
     return metrics
+
+
+def scoring_data(scorer: Scorer, datamodule: Any) -> tuple[Any, Any, int]:
+    """The pruning batches (scorers with ``uses_data``), the training split and its batch size (``uses_train``)."""
+    batches, train, batch_size = None, None, 64
+    if scorer.uses_train:
+        if datamodule is None or not hasattr(datamodule, "split"):
+            raise UsageError(f"pruner {scorer.name!r} trains on data: use a plantnseek.PlantedDataModule")
+        train, batch_size = datamodule.split("train"), int(datamodule.hparams.train_batch_size)
+    if scorer.uses_data:
+        if datamodule is None or not hasattr(datamodule, "prune_dataloader"):
+            raise UsageError(f"pruner {scorer.name!r} needs data: use a plantnseek.PlantedDataModule")
+        batches = datamodule.prune_dataloader()
+    return batches, train, batch_size
+
+
+def score_rounds(run: Any, scorer: Scorer, params: list[tuple[str, nn.Parameter, Tensor]], ticket_masks: list[Tensor],
+                 *, target: float, rounds: int, schedule: str, budget: str, invert: bool, train_mode: bool,
+                 generators: Callable[[int], torch.Generator], batches: Any, train: Any, batch_size: int
+                 ) -> dict[str, Tensor]:
+    """One pruning step: ``rounds`` scoring rounds towards ``target`` (the kept fraction falling by
+    ``schedule``), each scoring with the masks so far and masking to its density; the last round's scores.
+
+    The masks of ``params`` are changed in place; the network's mode is ``train_mode`` while scoring.
+    """
+    names = [n for n, _, _ in params]
+    last: dict[str, Tensor] = {}
+    was_training = run.net.training
+    run.net.train(train_mode)
+    try:
+        for r, density in enumerate(schedule_densities(target, rounds, schedule)):
+            ctx = ScoringContext(
+                net=run.net, names=names, params=[p for _, p, _ in params], masks=[m for _, _, m in params],
+                batches=batches if batches is not None else [], loss=run.loss, generator=generators(r),
+                ticket_masks=ticket_masks, train=train, batch_size=batch_size, density=density, budget=budget)
+            with torch.enable_grad():
+                scores = scorer.score(ctx)
+            check_scores(scorer.name, scores, params)
+            if invert:
+                scores = [-s for s in scores]
+            new = ctx.select(scores, ctx.masks, density)
+            with torch.no_grad():
+                for (_, _, mask), m in zip(params, new):
+                    mask.copy_(m)
+            last = {n: s.detach() for n, s in zip(names, scores)}
+    finally:
+        run.net.train(was_training)
+    return last
+
+
+@torch.no_grad()
+def reinitialize(run: Any, rng: Any) -> None:
+    """Fresh He-scaled weights and biases under the run's masks (``reinitialize``), from their own stream."""
+    from plantnseek.core.planting import he_scaled_init
+
+    for layer, (w, b) in zip(run.net.layers, he_scaled_init(run.net.widths, rng)):
+        layer.weight.copy_(torch.as_tensor(w))
+        layer.bias.copy_(torch.as_tensor(b))
+    apply_masks(run)
