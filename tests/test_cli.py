@@ -126,6 +126,19 @@ def test_seed_readme_example_2(in_tmp, capsys):
     assert s["epochs"] == 70 and s["final"]["accuracy"] > 0.85
 
 
+@pytest.mark.parametrize("pruner, scope", [("itersnip", "global"), ("force", "erk"), ("prospr", "balanced"),
+                                           ("phew", "pyramidal"), ("rand", "erk")])
+def test_main_runs_every_new_method_and_budget(in_tmp, capsys, pruner, scope):
+    argv = (f"--dataset circle --depth 4 --width 20 --prune-dataset-ratio 5 --post-epochs 0 "
+            f"--pruner {pruner} --mask-scope {scope} --sparsity 0.2 --prune-bias true --result-dir r --exp-suffix x")
+    assert main(["main", *argv.split()]) == 0
+    import json
+
+    s = json.loads((in_tmp / "r/x/version_0/summary.json").read_text())
+    assert s["pruner"] == pruner and s["budget"] == ("global" if scope == "global" else scope)
+    assert s["param_kept"] == round(0.2 * s["param_prunable"])  # every budget keeps exactly the target count
+
+
 def test_main_bool_flags_parse_false(in_tmp, capsys):
     argv = SEED_EXAMPLE_1.replace("--post-epochs 10", "--post-epochs 0").replace("--prune-bias True", "--prune-bias False")
     assert main(["main", *argv.split()]) == 0
