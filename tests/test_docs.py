@@ -24,9 +24,8 @@ def test_the_paper_doc_is_what_the_script_makes_of_the_committed_results(generat
 
 def test_every_committed_sweep_is_complete_and_every_figure_exists(generate):
     names = [p.name[:-len(".csv.gz")] for p in (ROOT / "docs" / "results").glob("*.csv.gz")]
-    # the noise grid (7,500 runs) may follow in a later commit: the doc then says it is not yet run
-    assert {"paper_singleshot", "paper_multishot", "paper_edgepopup", "paper_synflow100", "methods"} <= set(names)
-    assert set(names) <= set(generate.SWEEPS)
+    assert set(names) == set(generate.SWEEPS) == {"paper_singleshot", "paper_multishot", "paper_edgepopup",
+                                                  "paper_noise", "paper_synflow100", "methods"}
     for name in names:
         done, total = generate.count(name)
         assert done == total > 0, f"{name}: {done}/{total} runs completed"
