@@ -1,4 +1,6 @@
 """Layer-wise budgets: per-tensor counts checked by hand, against from-the-definition solvers, and in topk_masks."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -215,3 +217,45 @@ def test_bad_budgets_are_refused():
         keep_counts("erk", SIZES, LAYERS, {0: (3, 4)}, 0.5)
     with pytest.raises(UsageError, match="layer"):
         keep_counts("balanced", SIZES, [0, 1], FANS, 0.5)
+
+
+def test_uniform_at_density_one_keeps_every_entry_and_refuses_a_density_above():
+    assert keep_counts("uniform", SIZES, LAYERS, FANS, 1.0) == SIZES
+    assert keep_counts("uniform", SIZES, LAYERS, FANS, 0.0) == [0, 0, 0, 0]
+    with pytest.raises(UsageError, match=r"^density 1\.5 is invalid for budget 'uniform'; allowed: \[0, 1\]$"):
+        keep_counts("uniform", SIZES, LAYERS, FANS, 1.5)  # round(1.5 * 12) = 18 of 12
+
+
+@pytest.mark.parametrize("budget", ["uniform", "erk", "balanced", "pyramidal"])
+@pytest.mark.parametrize("density", [float("nan"), float("inf"), "0.5", None])
+def test_a_density_that_is_not_a_finite_number_is_refused(budget, density):
+    message = rf"^density {re.escape(repr(density))} is invalid; it must be a finite number in \[0, 1\]$"
+    with pytest.raises(UsageError, match=message):
+        keep_counts(budget, SIZES, LAYERS, FANS, density)
+
+
+@pytest.mark.parametrize("budget", ["uniform", "erk", "balanced", "pyramidal"])
+def test_no_prunable_tensor_keeps_nothing(budget):
+    # a network whose prunable set is empty: nothing to share out, at any density
+    assert keep_counts(budget, [], [], {}, 0.5) == []
+
+
+def test_pyramidal_gives_a_single_kept_entry_to_the_largest_real_count():
+    # one layer of 2 + 10 entries, target round(12 / 12) = 1: 12 r = 1, so r = 1/12 and the real counts
+    # are 2/12 and 10/12; floors 0, 0 and the one entry goes to the larger remainder, the second tensor
+    assert keep_counts("pyramidal", [2, 10], [0, 0], {}, 1 / 12) == [0, 1]
+    # layers of 2 (depth 1) and 10 (depth 2), target 1: 2 r + 10 r^2 = 1 -> r = (-2 + sqrt 44) / 20 = .2317,
+    # real counts .463 and 10 r^2 = .537: the deeper, larger layer gets it
+    assert keep_counts("pyramidal", [2, 10], [0, 1], {}, 1 / 12) == [0, 1]
+
+
+@pytest.mark.parametrize("budget", ["erk", "balanced", "pyramidal"])
+def test_a_layer_wise_budget_without_the_layers_is_refused_with_the_whole_message(budget):
+    message = rf"^budget '{budget}' shares the kept parameters among layers: give layers= \(the layer index of each tensor\)$"
+    with pytest.raises(UsageError, match=message):
+        topk_masks([torch.ones(2, 2)], [torch.ones(2, 2)], 0.5, budget)
+
+
+def test_an_unknown_scope_is_refused_with_every_allowed_name():
+    with pytest.raises(UsageError, match=r"^unknown scope 'x'; allowed: local, global, uniform, erk, balanced, pyramidal$"):
+        topk_masks([torch.ones(2)], [torch.ones(2)], 0.5, "x", layers=[0])

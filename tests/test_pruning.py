@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
@@ -241,3 +243,33 @@ def test_documented_defaults():
         ("synflow", 0.1, None, 1, 0, 10, 1)
     assert (p.schedule, p.scope, p.prune_bias, p.invert, p.shuffle, p.reinitialize, p.prune_train_mode, p.rewind) == \
         ("exponential", "global", False, False, False, False, False, False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"budget": "x"}, "unknown budget 'x'; allowed: global, uniform, erk, balanced, pyramidal"),
+    ({"scope": "local", "budget": "erk"}, "scope 'local' and budget 'erk' contradict each other; give the budget alone"),
+    ({"levels": 3, "pre_epochs": 3, "rewind_epoch": 1.5}, "rewind_epoch 1.5 is invalid; it must be an integer"),
+    ({"levels": 3, "pre_epochs": 2, "rewind": True, "lr_rewind": True},
+     "lr_rewind keeps the trained weights and rewind: true rewinds them; give one of the two"),
+    ({"levels": 1, "pre_epochs": 2, "rewind_epoch": 1}, "rewind_epoch 1 has no effect: nothing is rewound (multishot "
+                                                        "levels > 1 rewind by default, or give rewind: true or lr_rewind: true)"),
+    ({"levels": 3, "pre_epochs": 2, "rewind_epoch": 2},
+     "rewind_epoch 2 is invalid; allowed: 0 to pre_epochs - 1 (1), an epoch of the first level's training"),
+    ({"levels": 3, "pre_epochs": 4, "rewind_epoch": -1},
+     "rewind_epoch -1 is invalid; allowed: 0 to pre_epochs - 1 (3), an epoch of the first level's training"),
+])
+def test_bad_budget_and_rewind_settings_are_refused_with_the_whole_message(kwargs, message):
+    with pytest.raises(UsageError, match="^" + re.escape(message) + "$"):
+        Pruning(pruner="mag", **kwargs)
+
+
+def test_budget_and_rewind_settings_that_agree_are_kept():
+    for budget in ("global", "uniform", "erk", "balanced", "pyramidal"):
+        assert Pruning(pruner="mag", budget=budget).budget == budget  # scope global: any budget
+    assert Pruning(pruner="mag", scope="local", budget="uniform").budget == "uniform"  # the scope's own budget
+    assert Pruning(pruner="mag", scope="local").budget == "uniform" and Pruning(pruner="mag").budget == "global"
+    lr = Pruning(pruner="mag", levels=3, pre_epochs=3, rewind_epoch=2, lr_rewind=True)
+    assert (lr.rewind, lr.lr_rewind, lr.rewind_epoch) == (False, True, 2)
+    # a rewind epoch is one of the first level's training epochs: 0 (fit start, the default) to pre_epochs - 1
+    assert [Pruning(pruner="mag", levels=2, pre_epochs=3, rewind_epoch=k).rewind_epoch for k in (0, 1, 2)] == [0, 1, 2]
+    assert Pruning(pruner="mag", levels=1, pre_epochs=3, rewind=True, rewind_epoch=1).rewind is True

@@ -217,3 +217,15 @@ def test_shuffle_draws_from_its_own_stream_per_seed_and_level():
             expected = shuffle_masks(ranked, alive, torch_generator(seed, STREAM_SHUFFLE, level))
             got = [m for _, _, m in model.run.net.masked_parameters(bias=False)]
             assert all(torch.equal(g, e) for g, e in zip(got, expected)), (seed, level)
+
+
+def test_a_layer_wise_budget_shares_the_kept_weights_among_the_layers():
+    model, _ = tiny("circle", depth=4)
+    weights = [l.weight.detach().abs().reshape(-1).tolist() for l in model.run.net.layers]
+    Pruning(pruner="mag", sparsity=0.1, budget="balanced").prune_level(model.run, 0, None)
+    # 40 + 400 + 80 = 520 weights, 52 kept: 52/3 = 17 1/3 per layer (every layer is larger); the three
+    # remainders tie, so the extra weight goes to the first layer
+    kept = [l.weight_mask.reshape(-1) for l in model.run.net.layers]
+    assert [int(m.sum()) for m in kept] == [18, 17, 17]
+    for w, m, k in zip(weights, kept, (18, 17, 17)):  # each layer keeps its own largest magnitudes
+        assert m.nonzero().flatten().tolist() == sorted(sorted(range(len(w)), key=lambda i: (-w[i], i))[:k])

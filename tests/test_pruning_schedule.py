@@ -1,5 +1,8 @@
 """When the pruning callback does what: levels due after each epoch, rewind, reinitialisation and the
 ``pruned`` evaluation only after the last level — driven directly, without a Trainer, step by step."""
+import copy
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -162,3 +165,111 @@ def test_pruned_is_not_recorded_without_a_test_split():
         pruning = Pruning(pruner="mag", sparsity=0.1)
         pruning.record_pruned(trainer, model)
         assert pruning.pruned is None
+
+
+def test_lr_rewinding_keeps_the_trained_weights_and_leaves_the_reset_to_the_next_epoch():
+    model, dm = tiny("circle", depth=4)
+    trainer = FakeTrainer(dm)
+    pruning = Pruning(pruner="mag", sparsity=0.1, levels=2, pre_epochs=1, lr_rewind=True)
+    pruning.density = pruning.target_density(model.run)
+    pruning.remember_initial(model)
+    disturb(model)
+    trained = params(model)
+    pruning._run_due_levels(trainer, model, epochs_done=1)
+    assert pruning.levels_done == 1 and pruning.reset_pending is True
+    assert all(torch.equal(p, p0 * m) for p, p0, m in zip(params(model), trained, masks(model)))
+
+
+def test_setup_refuses_a_stack_of_runs_and_names_the_per_run_callback():
+    from plantnseek.module import PlantedMLP
+
+    model = PlantedMLP(dataset="relu", depth=3, width=4, seed=[1, 2])  # two runs stacked
+    with pytest.raises(UsageError, match=r"^one Pruning callback prunes one run; this model stacks 2 runs "
+                                         r"\(give each its own Pruning: plantnseek\.callbacks\.PerRunPruning\)$"):
+        Pruning(pruner="mag", sparsity=0.25).setup(SetupTrainer(), model, stage="fit")
+
+
+class EpochTrainer(FakeTrainer):
+    """A trainer driven by hand across epochs, with the model's own optimizer (Adam) and lr schedule."""
+
+    def __init__(self, model, datamodule):
+        super().__init__(datamodule)
+        conf = model.configure_optimizers()
+        self.optimizers = [conf["optimizer"]]
+        self.lr_scheduler_configs = [SimpleNamespace(scheduler=conf["lr_scheduler"]["scheduler"])]
+        self.current_epoch = 0
+
+
+def train_steps(trainer, model, steps):
+    """Optimizer steps on a made-up gradient: they move the weights and Adam's state (step, moments)."""
+    for s in range(steps):
+        for p in model.stack.parameters():
+            p.grad = torch.full_like(p, 0.1 * (s + 1))
+        trainer.optimizers[0].step()
+
+
+def end_epoch(trainer, pruning, model):
+    """The end of an epoch as Lightning orders it: callbacks, then the lr step; the next epoch starts."""
+    pruning.on_train_epoch_end(trainer, model)
+    trainer.lr_scheduler_configs[0].scheduler.step()
+    trainer.current_epoch += 1
+    pruning.on_train_epoch_start(trainer, model)
+
+
+def optimizer_state(trainer):
+    opt, sched = trainer.optimizers[0], trainer.lr_scheduler_configs[0].scheduler
+    return copy.deepcopy(opt.state_dict()["state"]), opt.param_groups[0]["lr"], sched.last_epoch
+
+
+def same_state(a, b):
+    (sa, lra, ea), (sb, lrb, eb) = a, b
+    return (lra, ea) == (lrb, eb) and sa.keys() == sb.keys() and all(
+        sa[i].keys() == sb[i].keys() and all(torch.equal(sa[i][k], sb[i][k]) for k in sa[i]) for i in sa)
+
+
+def test_rewind_epoch_k_is_taken_once_at_epoch_k_and_restored_after_every_level():
+    model, dm = tiny("circle", depth=4, lr_drops=[1], lr_drop_rate=0.5)
+    trainer = EpochTrainer(model, dm)
+    pruning = Pruning(pruner="mag", sparsity=0.2, levels=3, pre_epochs=2, post_epochs=0, rewind_epoch=1)
+    pruning.density = pruning.target_density(model.run)
+    pruning.on_train_start(trainer, model)
+    pruning.on_train_epoch_start(trainer, model)
+    assert pruning.rewind_taken_at == 0
+    at_k = None
+    for epoch in range(6):  # levels end with epochs 1, 3 and 5
+        assert trainer.current_epoch == epoch
+        if epoch == 1:  # what the rewinds must restore: the state after one epoch, lr drop included
+            assert pruning.rewind_taken_at == 1
+            at_k = params(model), optimizer_state(trainer)
+            assert at_k[1][1] == pytest.approx(0.5e-3) and at_k[1][0]  # Adam has state by now
+        if epoch in (2, 4):  # a level ended with the previous epoch: rewound there, reset at this start
+            assert pruning.reset_pending is False and pruning.rewind_taken_at == 1
+            assert all(torch.equal(p, p0 * m) for p, p0, m in zip(params(model), at_k[0], masks(model)))
+            assert same_state(optimizer_state(trainer), at_k[1])
+        train_steps(trainer, model, 2)
+        end_epoch(trainer, pruning, model)
+    assert pruning.levels_done == 3
+
+
+def test_a_resume_inside_epoch_k_keeps_the_rewind_point_it_saved():
+    model, dm = tiny("circle", depth=4)
+    trainer = EpochTrainer(model, dm)
+    settings = dict(pruner="mag", sparsity=0.2, levels=2, pre_epochs=2, post_epochs=0, rewind_epoch=1)
+    pruning = Pruning(**settings)
+    pruning.density = pruning.target_density(model.run)
+    pruning.on_train_start(trainer, model)
+    pruning.on_train_epoch_start(trainer, model)
+    train_steps(trainer, model, 2)
+    end_epoch(trainer, pruning, model)  # epoch 1 starts: the rewind point is taken
+    at_k = params(model)
+    train_steps(trainer, model, 1)  # part of epoch 1, then a checkpoint and a resume
+    resumed = Pruning(**settings)
+    resumed.load_state_dict(copy.deepcopy(pruning.state_dict()))
+    resumed.density = resumed.target_density(model.run)
+    resumed.on_train_start(trainer, model)  # Lightning restarts the interrupted epoch 1
+    resumed.on_train_epoch_start(trainer, model)
+    assert resumed.rewind_taken_at == 1
+    train_steps(trainer, model, 1)
+    resumed.on_train_epoch_end(trainer, model)  # the first level: back to the start of epoch 1
+    assert resumed.levels_done == 1
+    assert all(torch.equal(p, p0 * m) for p, p0, m in zip(params(model), at_k, masks(model)))

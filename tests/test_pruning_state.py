@@ -122,3 +122,18 @@ def test_only_a_resumed_fit_checks_the_checkpoints_settings():
         pruning = Pruning(pruner="mag", sparsity=0.3)
         pruning.on_load_checkpoint(SimpleNamespace(state=SimpleNamespace(fn=fn)), None, {})
         assert pruning._resuming_fit is resuming
+
+
+def test_the_rewind_point_and_the_pruned_spread_round_trip_and_old_checkpoints_get_defaults():
+    made = Pruning(pruner="mag", sparsity=0.2, levels=2, pre_epochs=3, rewind_epoch=2)
+    made.rewind_taken_at, made.pruned_spread = 2, 0.25
+    state = made.state_dict()
+    restored = Pruning(pruner="mag", sparsity=0.2, levels=2, pre_epochs=3, rewind_epoch=2)
+    restored.load_state_dict(state)
+    assert restored.rewind_taken_at == 2 and restored.pruned_spread == 0.25
+    # a checkpoint from before rewind_epoch and the dead-network check: its rewind point was fit start
+    old = {k: v for k, v in state.items() if k not in ("config", "rewind_taken_at", "pruned_spread")}
+    loaded = Pruning(pruner="mag", sparsity=0.2, levels=2)
+    loaded.rewind_taken_at, loaded.pruned_spread = 5, 1.0  # whatever it held before is replaced
+    loaded.load_state_dict(old)
+    assert loaded.rewind_taken_at == 0 and type(loaded.rewind_taken_at) is int and loaded.pruned_spread is None
