@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from plantnseek.core.errors import UsageError, check_number
-from plantnseek.core.scorers import Batch, Scorer, ScoringContext
+from plantnseek.core.scorers import Scorer, ScoringContext, mask_gradients
 
 
 def progressive_densities(start: float, target: float, rounds: int) -> list[float]:
@@ -41,18 +41,6 @@ def progressive_densities(start: float, target: float, rounds: int) -> list[floa
     """
     out = [start ** (1 - t / rounds) * target ** (t / rounds) for t in range(1, rounds)]
     return out + [target]
-
-
-def mask_gradients(ctx: ScoringContext, masks: Sequence[Tensor], batches: Sequence[Batch]) -> list[Tensor]:
-    """``dL/dm`` at ``m = masks`` (the network computes with ``masks`` in place of its own), summed over batches."""
-    names = [f"{n}_mask" for n in ctx.names]
-    leaves = [m.detach().clone().requires_grad_(True) for m in masks]
-    total = [torch.zeros_like(m) for m in leaves]
-    for x, y in batches:
-        out = ctx.call(dict(zip(names, leaves)), x)
-        for acc, g in zip(total, torch.autograd.grad(ctx.loss(out, y), leaves)):
-            acc += g
-    return total
 
 
 def final_scores(scores: Sequence[Tensor], final: Sequence[Tensor], alive: Sequence[Tensor]) -> list[Tensor]:

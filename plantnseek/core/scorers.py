@@ -9,7 +9,7 @@ training split, its batch size, and the density and layer-wise budget the step m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +69,19 @@ def layer_indices(names: list[str]) -> list[int]:
     return [int(n.split(".")[1]) for n in names]
 
 
+def mask_gradients(ctx: ScoringContext, masks: Sequence[Tensor], batches: Iterable[Batch]) -> list[Tensor]:
+    """``dL/dm`` at ``m = masks`` (the network computes with ``masks`` in place of its own), summed over
+    batches: SNIP's connection sensitivity, and each round's of iterative SNIP and FORCE."""
+    names = [f"{n}_mask" for n in ctx.names]
+    leaves = [m.detach().clone().requires_grad_(True) for m in masks]
+    total = [torch.zeros_like(m) for m in leaves]
+    for x, y in batches:
+        out = ctx.call(dict(zip(names, leaves)), x)
+        for acc, g in zip(total, torch.autograd.grad(ctx.loss(out, y), leaves)):
+            acc += g
+    return total
+
+
 class Scorer:
     """Base class of pruning scores. Subclasses implement :meth:`score`."""
 
@@ -113,14 +126,7 @@ class SNIP(Scorer):
 
 
     def score(self, ctx: ScoringContext) -> list[Tensor]:
-        mask_names = [f"{n}_mask" for n in ctx.names]
-        masks = [m.detach().clone().requires_grad_(True) for m in ctx.masks]
-        grads = [torch.zeros_like(m) for m in masks]
-        for x, y in ctx.batches:
-            out = ctx.call(dict(zip(mask_names, masks)), x)
-            for acc, g in zip(grads, torch.autograd.grad(ctx.loss(out, y), masks)):
-                acc += g
-        scores = [g.abs().double() for g in grads]
+        scores = [g.abs().double() for g in mask_gradients(ctx, ctx.masks, ctx.batches)]
         total = sum(s.sum() for s in scores)
         return normalise(scores, total) if total > 0 else scores
 
